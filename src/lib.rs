@@ -1,0 +1,23 @@
+//! # pgrepl
+//!
+//! A PostgreSQL logical-replication client written from the wire protocol up.
+//!
+//! Layers (imports point down only):
+//! - [`client`], [`stream`]: the thin tokio driver (sockets, timers, feedback, reconnect);
+//! - [`proto`], [`auth`], [`config`], [`lsn`], [`error`]: the sans-IO protocol core, which never touches tokio;
+//! - [`wal2json`]: the decoder, independent of networking.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod lsn;
+pub mod proto;
+pub mod wal2json;
+
+#[cfg(feature = "cluster")]
+pub mod cluster;
+
+pub use error::{DbError, Error, ErrorKind, Result};
+pub use lsn::Lsn;
