@@ -68,11 +68,7 @@ pub struct DbError {
 
 impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} (SQLSTATE {})",
-            self.severity, self.message, self.code
-        )?;
+        write!(f, "{}: {} (SQLSTATE {})", self.severity, self.message, self.code)?;
         if let Some(d) = &self.detail {
             write!(f, "; DETAIL: {d}")?;
         }
@@ -94,12 +90,7 @@ pub struct Error {
 impl Error {
     /// A new error of `kind` with a human-readable message.
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
-        Error {
-            kind,
-            msg: msg.into(),
-            db: None,
-            source: None,
-        }
+        Error { kind, msg: msg.into(), db: None, source: None }
     }
     /// A protocol violation by the server.
     pub fn protocol(msg: impl Into<String>) -> Self {
@@ -127,21 +118,11 @@ impl Error {
     }
     /// An error reported by the server.
     pub fn db(e: DbError) -> Self {
-        Error {
-            kind: ErrorKind::Db,
-            msg: String::new(),
-            db: Some(Box::new(e)),
-            source: None,
-        }
+        Error { kind: ErrorKind::Db, msg: String::new(), db: Some(Box::new(e)), source: None }
     }
     /// An I/O error with context.
     pub fn io(context: impl Into<String>, e: std::io::Error) -> Self {
-        Error {
-            kind: ErrorKind::Io,
-            msg: context.into(),
-            db: None,
-            source: Some(Box::new(e)),
-        }
+        Error { kind: ErrorKind::Io, msg: context.into(), db: None, source: Some(Box::new(e)) }
     }
     /// Attach an underlying cause.
     pub fn with_source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -228,9 +209,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+        self.source.as_ref().map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
     }
 }
 

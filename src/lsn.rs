@@ -28,10 +28,7 @@ impl Lsn {
         let bad = || {
             Error::new(
                 ErrorKind::Config,
-                format!(
-                    "invalid LSN {:?}: expected X/Y in hexadecimal",
-                    String::from_utf8_lossy(s)
-                ),
+                format!("invalid LSN {:?}: expected X/Y in hexadecimal", String::from_utf8_lossy(s)),
             )
         };
         let slash = s.iter().position(|&b| b == b'/').ok_or_else(bad)?;
@@ -102,21 +99,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for s in [
-            "",
-            "/",
-            "0/",
-            "/0",
-            "0",
-            "0/0/0",
-            "g/0",
-            "123456789/0",
-            "0/123456789",
-            " 0/0",
-            "0/0 ",
-            "-1/0",
-            "+1/0",
-        ] {
+        for s in
+            ["", "/", "0/", "/0", "0", "0/0/0", "g/0", "123456789/0", "0/123456789", " 0/0", "0/0 ", "-1/0", "+1/0"]
+        {
             let e = Lsn::parse(s).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{s:?}");
         }

@@ -58,22 +58,12 @@ impl RequireAuth {
                 None => (false, part),
             };
             if *deny.get_or_insert(neg) != neg {
-                return Err(Error::config(
-                    "require_auth",
-                    "negative and positive methods cannot be mixed",
-                ));
+                return Err(Error::config("require_auth", "negative and positive methods cannot be mixed"));
             }
-            let m = AuthMethod::parse(name).ok_or_else(|| {
-                Error::config(
-                    "require_auth",
-                    format!("unknown authentication method {name:?}"),
-                )
-            })?;
+            let m = AuthMethod::parse(name)
+                .ok_or_else(|| Error::config("require_auth", format!("unknown authentication method {name:?}")))?;
             if methods.contains(&m) {
-                return Err(Error::config(
-                    "require_auth",
-                    format!("method {name:?} listed more than once"),
-                ));
+                return Err(Error::config("require_auth", format!("method {name:?} listed more than once")));
             }
             methods.push(m);
         }
@@ -118,13 +108,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        for s in [
-            "md5,!password",
-            "kerberos",
-            "md5,md5",
-            "!none,!password,!md5,!scram-sha-256",
-            ",",
-        ] {
+        for s in ["md5,!password", "kerberos", "md5,md5", "!none,!password,!md5,!scram-sha-256", ","] {
             assert!(RequireAuth::parse(s).is_err(), "{s}");
         }
     }

@@ -1,1 +1,12 @@
-//! Sans-IO protocol core.
+//! The sans-IO protocol core: bytes in, messages out; messages in, bytes out.
+//!
+//! Nothing here touches a socket, a clock or a random-number generator: the driver ([`crate::client`]) feeds
+//! received bytes to [`backend::Decoder`], encodes replies with [`frontend`], and passes the time in where a
+//! state machine needs it. Every parser bounds-checks its input and caps lengths before allocating
+//! (`shared/security.md` 1-6): malformed input is an [`Error`](crate::Error), never a panic.
+
+pub mod backend;
+pub mod commands;
+pub mod cursor;
+pub mod frontend;
+pub mod replication;
