@@ -8,5 +8,6 @@
 pub mod backend;
 pub mod commands;
 pub mod cursor;
+pub mod feedback;
 pub mod frontend;
 pub mod replication;

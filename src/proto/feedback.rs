@@ -1,0 +1,333 @@
+//! The replication-stream state machine, sans IO: what to report in standby status updates and when, and
+//! where an end position stops the stream.
+//!
+//! Rules (`shared/security.md` 16-20, `shared/DESIGN.md` delivery semantics):
+//! - The flush position reported is only ever what the application acknowledged with [`FeedbackState::ack`]
+//!   (monotonic), except for the guarded idle advance below.
+//! - A keepalive asking for a reply is answered at once; otherwise status updates go out every
+//!   `status_interval`, driven by the caller's clock ([`FeedbackState::poll_status`] / [`FeedbackState::next_deadline`]).
+//! - Idle advance: when every XLogData received has been acknowledged and no transaction is open, a keepalive's
+//!   walEnd is reported as flushed, so a quiet slot does not pin WAL. Never before the first keepalive.
+//! - End position: the stream stops only at a transaction boundary. A transaction whose first message starts at
+//!   or before the end position is delivered to its end, however far past the end position it runs; the first
+//!   transaction (or standalone message) that starts after it is not delivered. A keepalive whose walEnd reaches
+//!   the end position stops the stream only when no transaction is open.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use super::replication::{Keepalive, StatusUpdate, XLogData};
+use crate::lsn::Lsn;
+
+/// Where an XLogData message sits in a transaction (decided by the output plugin's format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// Opens a transaction (wal2json format 2 `B`, the first chunk of a format-1 write-in-chunks transaction).
+    Begin,
+    /// Inside an open transaction.
+    Inside,
+    /// Closes a transaction (format 2 `C`, the last chunk).
+    End,
+    /// A whole unit by itself (a format-1 document, a non-transactional message, an unknown plugin's message).
+    Whole,
+}
+
+/// What to do with an XLogData message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Hand it to the application.
+    Deliver,
+    /// The end position was reached before this message: do not deliver it; stop.
+    Stop,
+}
+
+/// Settings of [`FeedbackState`].
+#[derive(Debug, Clone, Copy)]
+pub struct FeedbackConfig {
+    /// Period of status updates (default 10 s). Zero disables periodic updates (replies are still sent).
+    pub status_interval: Duration,
+    /// Report keepalive walEnd as flushed when idle (default on).
+    pub idle_advance: bool,
+    /// Stop at the first transaction boundary at or past this position.
+    pub end: Option<Lsn>,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        FeedbackConfig { status_interval: Duration::from_secs(10), idle_advance: true, end: None }
+    }
+}
+
+/// The replication stream's feedback state.
+#[derive(Debug, Clone)]
+pub struct FeedbackState {
+    cfg: FeedbackConfig,
+    /// Highest non-zero dataStart received.
+    last_data_start: Lsn,
+    /// Highest position received (data or keepalive walEnd): the write position reported.
+    received: Lsn,
+    /// What the application acknowledged (monotonic).
+    acked: Lsn,
+    /// What we report as flushed: `acked`, or an idle-advanced keepalive walEnd (monotonic).
+    flush: Lsn,
+    /// Anything received on this connection not yet acknowledged.
+    unacked: bool,
+    in_txn: bool,
+    keepalive_seen: bool,
+    last_status: Option<Instant>,
+    reply_pending: bool,
+    end_reached: bool,
+}
+
+impl FeedbackState {
+    /// A fresh state for a stream started at `start` (the acknowledged position the stream resumes from).
+    pub fn new(cfg: FeedbackConfig, start: Lsn) -> Self {
+        FeedbackState {
+            cfg,
+            last_data_start: Lsn::INVALID,
+            received: start,
+            acked: start,
+            flush: start,
+            unacked: false,
+            in_txn: false,
+            keepalive_seen: false,
+            last_status: None,
+            reply_pending: false,
+            end_reached: false,
+        }
+    }
+
+    /// An XLogData message arrived; `boundary` says where it sits in a transaction.
+    pub fn on_xlogdata(&mut self, x: &XLogData, boundary: Boundary) -> Delivery {
+        if self.end_reached {
+            return Delivery::Stop;
+        }
+        if let Some(end) = self.cfg.end {
+            // Outside a transaction, this message starts a new unit: past the end position, it is not delivered.
+            if !self.in_txn && !x.wal_start.is_invalid() && x.wal_start > end {
+                self.end_reached = true;
+                return Delivery::Stop;
+            }
+        }
+        match boundary {
+            Boundary::Begin => self.in_txn = true,
+            Boundary::End | Boundary::Whole => self.in_txn = false,
+            Boundary::Inside => {}
+        }
+        if !x.wal_start.is_invalid() {
+            self.last_data_start = self.last_data_start.max(x.wal_start);
+            self.received = self.received.max(x.wal_start);
+        }
+        self.unacked = true;
+        if self.acked >= self.last_data_start && !self.last_data_start.is_invalid() && !self.in_txn {
+            // already covered by an acknowledgement made ahead of time
+            self.unacked = false;
+        }
+        if let Some(end) = self.cfg.end {
+            if !self.in_txn && !x.wal_start.is_invalid() && x.wal_start >= end {
+                self.end_reached = true;
+            }
+        }
+        Delivery::Deliver
+    }
+
+    /// A keepalive arrived.
+    pub fn on_keepalive(&mut self, k: &Keepalive) {
+        self.keepalive_seen = true;
+        if k.reply_requested {
+            self.reply_pending = true;
+        }
+        self.received = self.received.max(k.wal_end);
+        if self.cfg.idle_advance && !self.unacked && !self.in_txn && k.wal_end > self.flush {
+            self.flush = k.wal_end;
+        }
+        if let Some(end) = self.cfg.end {
+            if !self.in_txn && k.wal_end >= end {
+                self.end_reached = true;
+            }
+        }
+    }
+
+    /// The application has durably processed everything up to `lsn` (typically a transaction's commit LSN, the
+    /// dataStart of the message that ended it). Acknowledgements never move backwards.
+    pub fn ack(&mut self, lsn: Lsn) {
+        if lsn > self.acked {
+            self.acked = lsn;
+        }
+        if self.acked > self.flush {
+            self.flush = self.acked;
+        }
+        if self.acked >= self.last_data_start && !self.in_txn {
+            self.unacked = false;
+        }
+    }
+
+    /// Ask for a status update at the next [`poll_status`](Self::poll_status), whatever the timer says.
+    pub fn request_status(&mut self) {
+        self.reply_pending = true;
+    }
+
+    /// The status update to send now, if one is due (a reply was requested, or the interval has passed).
+    pub fn poll_status(&mut self, now: Instant, client_time: i64) -> Option<StatusUpdate> {
+        let due = self.reply_pending
+            || match self.last_status {
+                None => true,
+                Some(t) => {
+                    !self.cfg.status_interval.is_zero() && now.saturating_duration_since(t) >= self.cfg.status_interval
+                }
+            };
+        if !due {
+            return None;
+        }
+        self.reply_pending = false;
+        self.last_status = Some(now);
+        Some(self.status(client_time))
+    }
+
+    /// The status update describing the current state (for a final update at stop).
+    pub fn status(&self, client_time: i64) -> StatusUpdate {
+        StatusUpdate {
+            write: self.received.max(self.flush),
+            flush: self.flush,
+            apply: self.flush,
+            client_time,
+            reply_requested: false,
+        }
+    }
+
+    /// When the next periodic status update is due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.reply_pending {
+            return self.last_status.or(Some(Instant::now()));
+        }
+        if self.cfg.status_interval.is_zero() {
+            return None;
+        }
+        self.last_status.map(|t| t + self.cfg.status_interval)
+    }
+
+    /// Whether the end position has been reached at a transaction boundary.
+    pub fn end_reached(&self) -> bool {
+        self.end_reached
+    }
+    /// Whether a transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        self.in_txn
+    }
+    /// What the application acknowledged.
+    pub fn acked(&self) -> Lsn {
+        self.acked
+    }
+    /// What is reported as flushed.
+    pub fn flush(&self) -> Lsn {
+        self.flush
+    }
+    /// Highest position received.
+    pub fn received(&self) -> Lsn {
+        self.received
+    }
+    /// Whether any keepalive has arrived on this connection.
+    pub fn keepalive_seen(&self) -> bool {
+        self.keepalive_seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn x(start: u64) -> XLogData {
+        XLogData { wal_start: Lsn(start), wal_end: Lsn(start), server_time: 0, data: Bytes::new() }
+    }
+    fn k(end: u64, reply: bool) -> Keepalive {
+        Keepalive { wal_end: Lsn(end), server_time: 0, reply_requested: reply }
+    }
+
+    #[test]
+    fn flush_moves_only_on_ack() {
+        let mut s = FeedbackState::new(FeedbackConfig { idle_advance: false, ..Default::default() }, Lsn(100));
+        assert_eq!(s.on_xlogdata(&x(110), Boundary::Begin), Delivery::Deliver);
+        assert_eq!(s.on_xlogdata(&x(120), Boundary::Inside), Delivery::Deliver);
+        assert_eq!(s.on_xlogdata(&x(130), Boundary::End), Delivery::Deliver);
+        s.on_keepalive(&k(500, false));
+        let now = Instant::now();
+        let st = s.poll_status(now, 1).unwrap();
+        assert_eq!(st.flush, Lsn(100));
+        assert_eq!(st.write, Lsn(500));
+        s.ack(Lsn(130));
+        s.ack(Lsn(120)); // backwards: ignored
+        assert_eq!(s.flush(), Lsn(130));
+        assert!(s.poll_status(now + Duration::from_secs(1), 1).is_none(), "not due yet");
+        assert_eq!(s.poll_status(now + Duration::from_secs(10), 1).unwrap().flush, Lsn(130));
+    }
+
+    #[test]
+    fn reply_requested_is_answered_at_once() {
+        let mut s = FeedbackState::new(FeedbackConfig::default(), Lsn(0));
+        let now = Instant::now();
+        assert!(s.poll_status(now, 0).is_some());
+        assert!(s.poll_status(now, 0).is_none());
+        s.on_keepalive(&k(10, true));
+        assert!(s.poll_status(now, 0).is_some());
+    }
+
+    #[test]
+    fn idle_advance_is_guarded() {
+        let mut s = FeedbackState::new(FeedbackConfig::default(), Lsn(100));
+        // nothing received: the first keepalive may advance
+        s.on_keepalive(&k(200, false));
+        assert_eq!(s.flush(), Lsn(200));
+        // received but unacknowledged: no advance
+        s.on_xlogdata(&x(210), Boundary::Begin);
+        s.on_xlogdata(&x(220), Boundary::End);
+        s.on_keepalive(&k(300, false));
+        assert_eq!(s.flush(), Lsn(200));
+        s.ack(Lsn(220));
+        assert_eq!(s.flush(), Lsn(220));
+        s.on_keepalive(&k(300, false));
+        assert_eq!(s.flush(), Lsn(300));
+        // open transaction, even if acked past it: no advance
+        s.on_xlogdata(&x(310), Boundary::Begin);
+        s.ack(Lsn(310));
+        s.on_keepalive(&k(400, false));
+        assert_eq!(s.flush(), Lsn(310));
+        // turned off
+        let mut s = FeedbackState::new(FeedbackConfig { idle_advance: false, ..Default::default() }, Lsn(100));
+        s.on_keepalive(&k(200, false));
+        assert_eq!(s.flush(), Lsn(100));
+    }
+
+    #[test]
+    fn end_position_never_cuts_a_transaction() {
+        let cfg = FeedbackConfig { end: Some(Lsn(150)), ..Default::default() };
+        let mut s = FeedbackState::new(cfg, Lsn(0));
+        assert_eq!(s.on_xlogdata(&x(100), Boundary::Begin), Delivery::Deliver);
+        assert_eq!(s.on_xlogdata(&x(160), Boundary::Inside), Delivery::Deliver);
+        s.on_keepalive(&k(1000, false));
+        assert!(!s.end_reached(), "keepalive past the end must not stop an open transaction");
+        assert_eq!(s.on_xlogdata(&x(0), Boundary::Inside), Delivery::Deliver);
+        assert_eq!(s.on_xlogdata(&x(170), Boundary::Inside), Delivery::Deliver);
+        assert_eq!(s.on_xlogdata(&x(200), Boundary::End), Delivery::Deliver);
+        assert!(s.end_reached());
+        assert_eq!(s.on_xlogdata(&x(210), Boundary::Begin), Delivery::Stop);
+    }
+
+    #[test]
+    fn end_position_before_a_new_transaction() {
+        let cfg = FeedbackConfig { end: Some(Lsn(150)), ..Default::default() };
+        let mut s = FeedbackState::new(cfg, Lsn(0));
+        assert_eq!(s.on_xlogdata(&x(120), Boundary::Whole), Delivery::Deliver);
+        assert!(!s.end_reached());
+        assert_eq!(s.on_xlogdata(&x(160), Boundary::Whole), Delivery::Stop);
+        assert!(s.end_reached());
+        // exactly at the end: delivered, then stop
+        let mut s = FeedbackState::new(cfg, Lsn(0));
+        assert_eq!(s.on_xlogdata(&x(150), Boundary::Whole), Delivery::Deliver);
+        assert!(s.end_reached());
+        // keepalive at the end with nothing open
+        let mut s = FeedbackState::new(cfg, Lsn(0));
+        s.on_keepalive(&k(150, false));
+        assert!(s.end_reached());
+    }
+}
