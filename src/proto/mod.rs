@@ -11,3 +11,4 @@ pub mod cursor;
 pub mod feedback;
 pub mod frontend;
 pub mod replication;
+pub mod startup;
