@@ -10,10 +10,12 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod lsn;
 pub mod proto;
+pub mod stream;
 pub mod wal2json;
 
 #[cfg(feature = "cluster")]

@@ -1,1 +1,66 @@
-fn main() {}
+//! The `pgrepl` command-line tool.
+
+mod args;
+mod demo;
+mod jsonout;
+mod output;
+mod prompt;
+mod recv;
+mod signals;
+
+const HELP: &str = "\
+pgrepl: a PostgreSQL logical-replication client
+
+Usage:
+  pgrepl recv [OPTION]...       stream a logical slot (a drop-in for pg_recvlogical; see pgrepl recv --help)
+  pgrepl decode [FILE|-] [--output json|none]
+                                decode a file of wal2json payloads (one per line) to format-2 JSON objects
+  pgrepl demo [--rows N]        start a throwaway PostgreSQL, write a live workload, stream it to stdout
+  pgrepl --help | --version
+";
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let code = match argv.first().map(String::as_str) {
+        Some("recv") => with_runtime(|sig| recv::run(&argv[1..], sig)),
+        Some("demo") => with_runtime(|sig| demo::run(&argv[1..], sig)),
+        Some("decode") => jsonout::decode_main(&argv[1..]),
+        Some("--version") | Some("-V") => {
+            println!("pgrepl {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("--help") | Some("-?") | Some("help") | None => {
+            print!("{HELP}");
+            0
+        }
+        Some(other) => {
+            eprintln!("pgrepl: unknown command \"{other}\"\n{HELP}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn with_runtime<F, Fut>(f: F) -> i32
+where
+    F: FnOnce(signals::Signals) -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pgrepl: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async {
+        let sig = match signals::Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("pgrepl: cannot install signal handlers: {e}");
+                return 1;
+            }
+        };
+        f(sig).await
+    })
+}

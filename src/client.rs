@@ -1,0 +1,487 @@
+//! The tokio driver: a connection to the server, its startup, simple queries and replication commands.
+//!
+//! All protocol logic lives in [`crate::proto`] and [`crate::auth`]; this module only moves bytes between a
+//! socket and those state machines.
+//!
+//! ```no_run
+//! # async fn demo() -> pgrepl::Result<()> {
+//! use pgrepl::{client::Client, config::Config};
+//! let cfg = Config::from_str_with_std_env("host=/var/run/postgresql dbname=postgres replication=database")?;
+//! let mut client = Client::connect(&cfg).await?;
+//! let sys = client.identify_system().await?;
+//! println!("system {} at {}", sys.system_id, sys.xlogpos);
+//! # Ok(()) }
+//! ```
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::auth::Authenticator;
+use crate::config::{Config, Host};
+use crate::error::{DbError, Error, ErrorKind, Result};
+use crate::lsn::Lsn;
+use crate::proto::backend::{BackendMessage, Decoder};
+use crate::proto::commands::{self, CreateSlot};
+use crate::proto::frontend;
+use crate::proto::startup::{SessionInfo, Startup, StartupStatus};
+
+/// Where server notices go. The default prints them to stderr, as libpq's default notice processor does.
+pub type NoticeHandler = Arc<dyn Fn(&DbError) + Send + Sync>;
+
+fn default_notice_handler() -> NoticeHandler {
+    Arc::new(|n: &DbError| eprintln!("{}:  {}", n.severity, n.message))
+}
+
+/// A TCP or Unix-domain socket.
+#[derive(Debug)]
+pub enum Socket {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix-domain socket.
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The socket plus its buffers and framing decoder: reads whole backend messages, writes encoded ones.
+pub(crate) struct Conn {
+    pub(crate) sock: Socket,
+    pub(crate) rbuf: BytesMut,
+    pub(crate) wbuf: BytesMut,
+    pub(crate) decoder: Decoder,
+    pub(crate) notice: NoticeHandler,
+}
+
+impl Conn {
+    /// Read until one whole message is decoded.
+    pub(crate) async fn read_message(&mut self) -> Result<BackendMessage> {
+        loop {
+            if let Some(m) = self.decoder.decode(&mut self.rbuf)? {
+                return Ok(m);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Read more bytes from the socket into the read buffer.
+    pub(crate) async fn fill(&mut self) -> Result<()> {
+        if self.rbuf.capacity() - self.rbuf.len() < 8192 {
+            self.rbuf.reserve(64 * 1024);
+        }
+        let n = self.sock.read_buf(&mut self.rbuf).await.map_err(|e| Error::io("reading from server", e))?;
+        if n == 0 {
+            return Err(Error::closed("server closed the connection unexpectedly"));
+        }
+        Ok(())
+    }
+
+    /// Write out and clear the write buffer.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        if !self.wbuf.is_empty() {
+            self.sock.write_all(&self.wbuf).await.map_err(|e| Error::io("writing to server", e))?;
+            self.wbuf.clear();
+        }
+        self.sock.flush().await.map_err(|e| Error::io("writing to server", e))
+    }
+
+    /// Read until ReadyForQuery, delivering notices, and return the first error seen (if any).
+    async fn drain_to_ready(&mut self, mut err: Option<Error>) -> Result<()> {
+        loop {
+            match self.read_message().await? {
+                BackendMessage::ReadyForQuery(_) => break,
+                BackendMessage::ErrorResponse(e) => {
+                    err.get_or_insert(Error::db(e));
+                }
+                BackendMessage::NoticeResponse(n) => (self.notice)(&n),
+                _ => {}
+            }
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One result set of a simple query, as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows; `None` is NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The command tag (`SELECT 1`, `CREATE_REPLICATION_SLOT`, …).
+    pub tag: String,
+}
+
+impl QueryResult {
+    /// Value of `column` in row `row`, if present and not NULL.
+    pub fn get(&self, row: usize, column: &str) -> Option<&str> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        self.rows.get(row)?.get(i)?.as_deref()
+    }
+}
+
+/// IDENTIFY_SYSTEM's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentifySystem {
+    /// The cluster's system identifier.
+    pub system_id: String,
+    /// Current timeline.
+    pub timeline: u32,
+    /// Current WAL flush position.
+    pub xlogpos: Lsn,
+    /// Database connected to (replication=database), if any.
+    pub dbname: Option<String>,
+}
+
+/// CREATE_REPLICATION_SLOT's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// Slot name.
+    pub slot_name: String,
+    /// The position from which the slot streams.
+    pub consistent_point: Lsn,
+    /// Exported snapshot, if asked for.
+    pub snapshot_name: Option<String>,
+    /// Output plugin.
+    pub output_plugin: Option<String>,
+}
+
+/// READ_REPLICATION_SLOT's answer for an existing slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSlot {
+    /// `physical` (the server refuses the command for logical slots).
+    pub slot_type: String,
+    /// restart_lsn.
+    pub restart_lsn: Option<Lsn>,
+    /// Timeline of restart_lsn.
+    pub restart_tli: Option<u32>,
+}
+
+/// A connection to a PostgreSQL server.
+pub struct Client {
+    pub(crate) conn: Conn,
+    info: SessionInfo,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("process_id", &self.info.process_id).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connect and authenticate, trying each host of `cfg` in order.
+    pub async fn connect(cfg: &Config) -> Result<Client> {
+        Self::connect_with_notices(cfg, default_notice_handler()).await
+    }
+
+    /// [`Client::connect`] with a notice handler (called for every NoticeResponse, during startup too).
+    pub async fn connect_with_notices(cfg: &Config, notice: NoticeHandler) -> Result<Client> {
+        let mut last_err = None;
+        for (i, (host, port)) in cfg.hosts.iter().enumerate() {
+            let attempt = Self::connect_one(cfg, i, host, *port, notice.clone());
+            let r = match cfg.connect_timeout {
+                Some(t) => match tokio::time::timeout(t, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::timeout(format!(
+                        "connection to {} timed out after {} s",
+                        describe(host, *port),
+                        t.as_secs()
+                    ))),
+                },
+                None => attempt.await,
+            };
+            match r {
+                Ok(c) => return Ok(c),
+                // Authentication and server-side errors are final, as in libpq only connection failures move on.
+                Err(e) if matches!(e.kind(), ErrorKind::Io | ErrorKind::Timeout | ErrorKind::Closed) => {
+                    last_err = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| Error::config("host", "no host to connect to")))
+    }
+
+    async fn connect_one(
+        cfg: &Config,
+        host_index: usize,
+        host: &Host,
+        port: u16,
+        notice: NoticeHandler,
+    ) -> Result<Client> {
+        let sock = match host {
+            Host::Tcp(h) => {
+                let s = TcpStream::connect((h.as_str(), port))
+                    .await
+                    .map_err(|e| Error::io(format!("connection to {} failed", describe(host, port)), e))?;
+                let _ = s.set_nodelay(true);
+                Socket::Tcp(s)
+            }
+            Host::Unix(dir) => {
+                let path = dir.join(format!(".s.PGSQL.{port}"));
+                let s = UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| Error::io(format!("connection to socket {:?} failed", path), e))?;
+                Socket::Unix(s)
+            }
+        };
+        let mut conn = Conn {
+            sock,
+            rbuf: BytesMut::with_capacity(64 * 1024),
+            wbuf: BytesMut::new(),
+            decoder: Decoder::new(),
+            notice,
+        };
+        let nonce = crate::auth::scram::random_nonce()?;
+        let auth = Authenticator::new(
+            cfg.user.as_bytes(),
+            cfg.password_for(host_index),
+            cfg.require_auth.clone(),
+            None,
+            nonce,
+        );
+        let mut params: Vec<(&str, &str)> = vec![("user", &cfg.user), ("database", &cfg.dbname)];
+        if let Some(r) = &cfg.replication {
+            params.push(("replication", r));
+        }
+        if let Some(a) = &cfg.application_name {
+            params.push(("application_name", a));
+        }
+        if let Some(o) = &cfg.options {
+            params.push(("options", o));
+        }
+        params.push(("client_encoding", "UTF8"));
+        let mut startup = Startup::new(auth, &params, &mut conn.wbuf)?;
+        conn.flush().await?;
+        loop {
+            let msg = conn.read_message().await?;
+            match startup.handle(msg, &mut conn.wbuf)? {
+                StartupStatus::Pending => {}
+                StartupStatus::Notice(n) => (conn.notice)(&n),
+                StartupStatus::Ready => break,
+            }
+            if !conn.wbuf.is_empty() {
+                conn.flush().await?;
+            }
+        }
+        conn.decoder.set_startup_done();
+        Ok(Client { conn, info: startup.into_info() })
+    }
+
+    /// Session parameters reported by the server.
+    pub fn session(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    /// Replace the notice handler.
+    pub fn set_notice_handler(&mut self, h: NoticeHandler) {
+        self.conn.notice = h;
+    }
+
+    /// Run one or more statements with the simple query protocol; every value comes back as text.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<QueryResult>> {
+        frontend::query(sql, &mut self.conn.wbuf)?;
+        self.conn.flush().await?;
+        let mut results = Vec::new();
+        let mut cur = QueryResult::default();
+        let mut err = None;
+        loop {
+            match self.conn.read_message().await? {
+                BackendMessage::RowDescription(f) => cur.columns = f.into_iter().map(|f| f.name).collect(),
+                BackendMessage::DataRow(cols) => cur
+                    .rows
+                    .push(cols.into_iter().map(|c| c.map(|b| String::from_utf8_lossy(&b).into_owned())).collect()),
+                BackendMessage::CommandComplete(tag) => {
+                    cur.tag = tag;
+                    results.push(std::mem::take(&mut cur));
+                }
+                BackendMessage::EmptyQueryResponse => results.push(std::mem::take(&mut cur)),
+                BackendMessage::ErrorResponse(e) => {
+                    err.get_or_insert(Error::db(e));
+                }
+                BackendMessage::NoticeResponse(n) => (self.conn.notice)(&n),
+                BackendMessage::ParameterStatus { name, value } => self.info.parameters.push((name, value)),
+                BackendMessage::ReadyForQuery(_) => break,
+                BackendMessage::CopyOutResponse(_) | BackendMessage::CopyBothResponse(_) => {
+                    return Err(Error::protocol("simple_query: the statement started COPY; use the replication API"));
+                }
+                other => return Err(Error::protocol(format!("unexpected {} in query response", other.name()))),
+            }
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    }
+
+    async fn one_row(&mut self, sql: &str) -> Result<QueryResult> {
+        let mut r = self.simple_query(sql).await?;
+        r.pop().ok_or_else(|| Error::protocol(format!("no result for {sql}")))
+    }
+
+    /// IDENTIFY_SYSTEM.
+    pub async fn identify_system(&mut self) -> Result<IdentifySystem> {
+        let r = self.one_row(&commands::identify_system()).await?;
+        let bad = |what: &str| Error::protocol(format!("IDENTIFY_SYSTEM: bad {what}"));
+        Ok(IdentifySystem {
+            system_id: r.get(0, "systemid").ok_or_else(|| bad("systemid"))?.to_string(),
+            timeline: r.get(0, "timeline").and_then(|t| t.parse().ok()).ok_or_else(|| bad("timeline"))?,
+            xlogpos: r
+                .get(0, "xlogpos")
+                .ok_or_else(|| bad("xlogpos"))
+                .and_then(|s| Lsn::parse(s).map_err(|_| bad("xlogpos")))?,
+            dbname: r.get(0, "dbname").map(str::to_string),
+        })
+    }
+
+    /// CREATE_REPLICATION_SLOT … LOGICAL.
+    pub async fn create_replication_slot(&mut self, opts: &CreateSlot) -> Result<SlotInfo> {
+        let ver = self.info.server_version_num().unwrap_or(150000);
+        let r = self.one_row(&opts.to_sql(ver)).await?;
+        let bad = |what: &str| Error::protocol(format!("CREATE_REPLICATION_SLOT: bad {what}"));
+        Ok(SlotInfo {
+            slot_name: r.get(0, "slot_name").ok_or_else(|| bad("slot_name"))?.to_string(),
+            consistent_point: r
+                .get(0, "consistent_point")
+                .ok_or_else(|| bad("consistent_point"))
+                .and_then(|s| Lsn::parse(s).map_err(|_| bad("consistent_point")))?,
+            snapshot_name: r.get(0, "snapshot_name").map(str::to_string),
+            output_plugin: r.get(0, "output_plugin").map(str::to_string),
+        })
+    }
+
+    /// DROP_REPLICATION_SLOT [WAIT].
+    pub async fn drop_replication_slot(&mut self, slot: &str, wait: bool) -> Result<()> {
+        self.simple_query(&commands::drop_slot(slot, wait)).await.map(|_| ())
+    }
+
+    /// READ_REPLICATION_SLOT (PostgreSQL 15+): `None` when the slot does not exist.
+    pub async fn read_replication_slot(&mut self, slot: &str) -> Result<Option<ReadSlot>> {
+        let r = self.one_row(&commands::read_slot(slot)).await?;
+        let Some(slot_type) = r.get(0, "slot_type") else { return Ok(None) };
+        Ok(Some(ReadSlot {
+            slot_type: slot_type.to_string(),
+            restart_lsn: r.get(0, "restart_lsn").and_then(|s| Lsn::parse(s).ok()),
+            restart_tli: r.get(0, "restart_tli").and_then(|s| s.parse().ok()),
+        }))
+    }
+
+    /// The server's `wal_sender_timeout` (`None` when disabled or unknown).
+    pub async fn wal_sender_timeout(&mut self) -> Result<Option<Duration>> {
+        let r = self.one_row("SHOW wal_sender_timeout").await?;
+        Ok(r.rows.first().and_then(|row| row.first()).and_then(|v| v.as_deref()).and_then(parse_pg_duration))
+    }
+
+    /// Send Terminate and close the socket.
+    pub async fn close(mut self) -> Result<()> {
+        frontend::terminate(&mut self.conn.wbuf);
+        let _ = self.conn.flush().await;
+        let _ = self.conn.sock.shutdown().await;
+        Ok(())
+    }
+
+    /// Send a query that starts COPY BOTH and wait for CopyBothResponse.
+    pub(crate) async fn start_copy_both(&mut self, sql: &str) -> Result<()> {
+        frontend::query(sql, &mut self.conn.wbuf)?;
+        self.conn.flush().await?;
+        loop {
+            match self.conn.read_message().await? {
+                BackendMessage::CopyBothResponse(_) => return Ok(()),
+                BackendMessage::NoticeResponse(n) => (self.conn.notice)(&n),
+                BackendMessage::ErrorResponse(e) => return self.conn.drain_to_ready(Some(Error::db(e))).await,
+                BackendMessage::ParameterStatus { name, value } => self.info.parameters.push((name, value)),
+                other => return Err(Error::protocol(format!("unexpected {} after START_REPLICATION", other.name()))),
+            }
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (Conn, SessionInfo) {
+        (self.conn, self.info)
+    }
+
+    pub(crate) fn from_parts(conn: Conn, info: SessionInfo) -> Client {
+        Client { conn, info }
+    }
+}
+
+fn describe(host: &Host, port: u16) -> String {
+    match host {
+        Host::Tcp(h) if h.contains(':') => format!("[{h}]:{port}"),
+        Host::Tcp(h) => format!("{h}:{port}"),
+        Host::Unix(d) => format!("{}/.s.PGSQL.{port}", d.display()),
+    }
+}
+
+/// Parse a GUC duration as SHOW prints it (`60s`, `1min`, `500ms`, `0`).
+pub fn parse_pg_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" => n * 1000,
+        "min" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        "us" => n / 1000,
+        _ => return None,
+    };
+    if ms == 0 {
+        None
+    } else {
+        Some(Duration::from_millis(ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_pg_duration("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_pg_duration("1min"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_pg_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_pg_duration("0"), None);
+        assert_eq!(parse_pg_duration("x"), None);
+    }
+}

@@ -1,0 +1,499 @@
+//! Streaming replication on a tokio task.
+//!
+//! [`ReplicationStream`] hands XLogData messages to the application through a bounded buffer. A background
+//! task owns the socket and the [`FeedbackState`]: it answers keepalives that ask for a reply at once and sends
+//! status updates on its own timer, so a slow consumer never trips `wal_sender_timeout`. When the buffer is
+//! full the task stops reading the socket (backpressure reaches the server through TCP) but keeps sending
+//! status updates. Only [`ReplicationStream::ack`] moves the flush position reported to the server (plus the
+//! guarded idle advance, see [`crate::proto::feedback`]).
+//!
+//! ```no_run
+//! # async fn demo() -> pgrepl::Result<()> {
+//! use pgrepl::{client::Client, config::Config, stream::StreamConfig, Lsn};
+//! let cfg = Config::from_str_with_std_env("dbname=postgres replication=database")?;
+//! let client = Client::connect(&cfg).await?;
+//! let opts = vec![("format-version".to_string(), Some("2".to_string()))];
+//! let mut stream = client.start_replication("my_slot", Lsn::INVALID, &opts, StreamConfig::default()).await?;
+//! while let Some(msg) = stream.next().await? {
+//!     println!("{}: {}", msg.wal_start, String::from_utf8_lossy(&msg.data));
+//!     stream.ack(msg.wal_start); // after the change is stored durably
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
+
+use crate::client::{Client, Conn};
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::proto::backend::BackendMessage;
+use crate::proto::commands;
+use crate::proto::feedback::{Boundary, Delivery, FeedbackConfig, FeedbackState};
+use crate::proto::frontend;
+use crate::proto::replication::{to_pg_micros, ReplicationMessage, StatusUpdate, XLogData};
+use crate::proto::startup::SessionInfo;
+
+/// Decides where each XLogData message sits in a transaction, for the end position and the idle advance.
+pub trait TxnClassifier: Send + 'static {
+    /// Classify one payload.
+    fn classify(&mut self, payload: &[u8]) -> Boundary;
+}
+
+/// Every message is a unit by itself (an output plugin whose messages are whole transactions).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WholeMessages;
+
+impl TxnClassifier for WholeMessages {
+    fn classify(&mut self, _: &[u8]) -> Boundary {
+        Boundary::Whole
+    }
+}
+
+/// wal2json in any format: format 2 `B`/`C` actions, format-1 whole documents, format-1 write-in-chunks
+/// sequences (`{"xid":…,"change":[` … `]}`). Looks only at the first and last bytes of each payload.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Wal2jsonClassifier {
+    in_chunked_txn: bool,
+}
+
+impl TxnClassifier for Wal2jsonClassifier {
+    fn classify(&mut self, p: &[u8]) -> Boundary {
+        let t = p.trim_ascii();
+        if t.starts_with(b"{\"action\":\"B\"") {
+            return Boundary::Begin;
+        }
+        if t.starts_with(b"{\"action\":\"C\"") {
+            return Boundary::End;
+        }
+        if t.starts_with(b"{\"action\":") {
+            // I/U/D/T/M: inside an open transaction; a non-transactional message is whole by itself.
+            return Boundary::Inside;
+        }
+        if self.in_chunked_txn {
+            // "]}" (or "\n]\n}" pretty-printed) closes a chunked transaction
+            let compact: Vec<u8> = t.iter().copied().filter(|b| !b.is_ascii_whitespace()).take(3).collect();
+            if compact == b"]}" {
+                self.in_chunked_txn = false;
+                return Boundary::End;
+            }
+            return Boundary::Inside;
+        }
+        if t.first() == Some(&b'{') && t.last() == Some(&b'[') {
+            self.in_chunked_txn = true;
+            return Boundary::Begin;
+        }
+        Boundary::Whole
+    }
+}
+
+/// Settings of a replication stream.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Status update period (default 10 s). Clamped to half the server's `wal_sender_timeout` when known.
+    pub status_interval: Duration,
+    /// Report keepalive walEnd as flushed when everything received is acknowledged and no transaction is open.
+    pub idle_advance: bool,
+    /// Stop at the first transaction boundary at or after this position.
+    pub end: Option<Lsn>,
+    /// Messages buffered between the socket and the consumer before reading stops.
+    pub buffer_messages: usize,
+    /// Query `wal_sender_timeout` first and keep the status interval below half of it.
+    pub adapt_to_sender_timeout: bool,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            status_interval: Duration::from_secs(10),
+            idle_advance: true,
+            end: None,
+            buffer_messages: 4096,
+            adapt_to_sender_timeout: true,
+        }
+    }
+}
+
+struct Shared {
+    acked: AtomicU64,
+    flushed: AtomicU64,
+    received: AtomicU64,
+    wake: Notify,
+}
+
+/// A running logical replication stream.
+pub struct ReplicationStream {
+    rx: mpsc::Receiver<Result<XLogData>>,
+    shared: Arc<Shared>,
+    stop_tx: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<Option<Client>>>>,
+    finished: bool,
+}
+
+impl Client {
+    /// START_REPLICATION SLOT `slot` LOGICAL `start` with plugin options; classifies transactions for wal2json.
+    pub async fn start_replication(
+        self,
+        slot: &str,
+        start: Lsn,
+        options: &[(String, Option<String>)],
+        cfg: StreamConfig,
+    ) -> Result<ReplicationStream> {
+        self.start_replication_with(slot, start, options, cfg, Wal2jsonClassifier::default()).await
+    }
+
+    /// [`Client::start_replication`] with a custom transaction classifier.
+    pub async fn start_replication_with<C: TxnClassifier>(
+        mut self,
+        slot: &str,
+        start: Lsn,
+        options: &[(String, Option<String>)],
+        mut cfg: StreamConfig,
+        classifier: C,
+    ) -> Result<ReplicationStream> {
+        if cfg.adapt_to_sender_timeout {
+            if let Ok(Some(t)) = self.wal_sender_timeout().await {
+                cfg.status_interval = cfg.status_interval.min(t / 2).max(Duration::from_millis(100));
+            }
+        }
+        self.start_copy_both(&commands::start_logical(slot, start, options)).await?;
+        let (conn, info) = self.into_parts();
+        let shared = Arc::new(Shared {
+            acked: AtomicU64::new(start.0),
+            flushed: AtomicU64::new(start.0),
+            received: AtomicU64::new(start.0),
+            wake: Notify::new(),
+        });
+        let (tx, rx) = mpsc::channel(cfg.buffer_messages.max(1));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let fb = FeedbackConfig { status_interval: cfg.status_interval, idle_advance: cfg.idle_advance, end: cfg.end };
+        let task = StreamTask { conn, info, state: FeedbackState::new(fb, start), shared: shared.clone(), classifier };
+        let handle = tokio::spawn(task.run(tx, stop_rx));
+        Ok(ReplicationStream { rx, shared, stop_tx: Some(stop_tx), task: Some(handle), finished: false })
+    }
+}
+
+impl ReplicationStream {
+    /// The next XLogData message; `Ok(None)` when the stream ended (end position reached, stopped, or the server
+    /// ended the copy). An error ends the stream.
+    pub async fn next(&mut self) -> Result<Option<XLogData>> {
+        if self.finished {
+            return Ok(None);
+        }
+        match self.rx.recv().await {
+            Some(Ok(x)) => Ok(Some(x)),
+            Some(Err(e)) => {
+                self.finished = true;
+                Err(e)
+            }
+            None => {
+                self.finished = true;
+                // the task ended without an error message in the channel: surface its result
+                if let Some(t) = self.task.take() {
+                    match t.await {
+                        Ok(Ok(client)) => self.park(client),
+                        Ok(Err(e)) => return Err(e),
+                        Err(e) => return Err(Error::closed(format!("replication task failed: {e}"))),
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The next message if one is already buffered, without waiting.
+    pub fn try_next(&mut self) -> Option<Result<XLogData>> {
+        if self.finished {
+            return None;
+        }
+        match self.rx.try_recv() {
+            Ok(Ok(x)) => Some(Ok(x)),
+            Ok(Err(e)) => {
+                self.finished = true;
+                Some(Err(e))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn park(&mut self, client: Option<Client>) {
+        if let Some(c) = client {
+            self.task = Some(tokio::spawn(async move { Ok(Some(c)) }));
+        }
+    }
+
+    /// Acknowledge that everything up to `lsn` is durably processed. Monotonic; a lower value is ignored.
+    /// The position is reported with the next status update.
+    pub fn ack(&self, lsn: Lsn) {
+        self.shared.acked.fetch_max(lsn.0, Ordering::AcqRel);
+    }
+
+    /// Acknowledge and send a status update now rather than at the next timer tick.
+    pub fn ack_now(&self, lsn: Lsn) {
+        self.ack(lsn);
+        self.shared.wake.notify_one();
+    }
+
+    /// What has been acknowledged.
+    pub fn acked(&self) -> Lsn {
+        Lsn(self.shared.acked.load(Ordering::Acquire))
+    }
+
+    /// The flush position last reported to the server.
+    pub fn reported_flush(&self) -> Lsn {
+        Lsn(self.shared.flushed.load(Ordering::Acquire))
+    }
+
+    /// The highest WAL position the server said it has (keepalive or XLogData walEnd).
+    pub fn server_wal_end(&self) -> Lsn {
+        Lsn(self.shared.received.load(Ordering::Acquire))
+    }
+
+    /// Stop cleanly: a final status update with the acknowledged position, CopyDone, then wait for the server's
+    /// CommandComplete and ReadyForQuery. Messages not yet consumed are discarded (they were not acknowledged, so
+    /// the server sends them again next time). Returns the connection, usable for further commands.
+    pub async fn stop(mut self) -> Result<Client> {
+        if let Some(s) = self.stop_tx.take() {
+            let _ = s.send(());
+        }
+        self.shared.wake.notify_one();
+        self.rx.close();
+        while self.rx.recv().await.is_some() {}
+        let task = self.task.take().ok_or_else(|| Error::closed("stream already finished"))?;
+        match task.await {
+            Ok(Ok(Some(c))) => Ok(c),
+            Ok(Ok(None)) => Err(Error::closed("the stream ended with an error")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(Error::closed(format!("replication task failed: {e}"))),
+        }
+    }
+}
+
+impl Drop for ReplicationStream {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+struct StreamTask<C> {
+    conn: Conn,
+    info: SessionInfo,
+    state: FeedbackState,
+    shared: Arc<Shared>,
+    classifier: C,
+}
+
+enum Step {
+    Continue,
+    Ended,
+}
+
+impl<C: TxnClassifier> StreamTask<C> {
+    async fn run(
+        mut self,
+        tx: mpsc::Sender<Result<XLogData>>,
+        mut stop_rx: oneshot::Receiver<()>,
+    ) -> Result<Option<Client>> {
+        let r = self.run_inner(&tx, &mut stop_rx).await;
+        match r {
+            Ok(()) => Ok(Some(Client::from_parts(self.conn, self.info))),
+            Err(e) => {
+                let msg = e.to_string();
+                let kind = e.kind();
+                let _ = tx.send(Err(e)).await;
+                Err(Error::new(kind, msg))
+            }
+        }
+    }
+
+    fn sync_acks(&mut self) {
+        self.state.ack(Lsn(self.shared.acked.load(Ordering::Acquire)));
+    }
+
+    async fn send_status(&mut self, force: bool) -> Result<()> {
+        self.sync_acks();
+        if force {
+            self.state.request_status();
+        }
+        if let Some(su) = self.state.poll_status(Instant::now(), to_pg_micros(SystemTime::now())) {
+            self.write_status(su).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_status(&mut self, su: StatusUpdate) -> Result<()> {
+        su.encode(&mut self.conn.wbuf);
+        self.conn.flush().await?;
+        self.shared.flushed.fetch_max(su.flush.0, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        let d = self.state.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::time::Instant::from_std(d)
+    }
+
+    async fn run_inner(
+        &mut self,
+        tx: &mpsc::Sender<Result<XLogData>>,
+        stop_rx: &mut oneshot::Receiver<()>,
+    ) -> Result<()> {
+        self.send_status(true).await?;
+        loop {
+            // Handle every whole message already buffered.
+            while let Some(msg) = self.conn.decoder.decode(&mut self.conn.rbuf)? {
+                match self.handle(msg, tx, stop_rx).await? {
+                    Step::Continue => {}
+                    Step::Ended => return Ok(()),
+                }
+            }
+            self.send_status(false).await?;
+            if self.state.end_reached() {
+                return self.finish().await;
+            }
+            let deadline = self.deadline();
+            let shared = self.shared.clone();
+            if self.conn.rbuf.capacity() - self.conn.rbuf.len() < 8192 {
+                self.conn.rbuf.reserve(64 * 1024);
+            }
+            tokio::select! {
+                r = self.conn.sock.read_buf(&mut self.conn.rbuf) => {
+                    let n = r.map_err(|e| Error::io("reading replication stream", e))?;
+                    if n == 0 {
+                        return Err(Error::closed("server closed the replication connection"));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = shared.wake.notified() => { self.send_status(true).await?; }
+                _ = &mut *stop_rx => return self.finish().await,
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        msg: BackendMessage,
+        tx: &mpsc::Sender<Result<XLogData>>,
+        stop_rx: &mut oneshot::Receiver<()>,
+    ) -> Result<Step> {
+        match msg {
+            BackendMessage::CopyData(p) => match ReplicationMessage::parse(p)? {
+                ReplicationMessage::XLogData(x) => {
+                    self.shared.received.fetch_max(x.wal_end.0, Ordering::AcqRel);
+                    let b = self.classifier.classify(&x.data);
+                    self.sync_acks();
+                    if self.state.on_xlogdata(&x, b) == Delivery::Stop {
+                        self.finish().await?;
+                        return Ok(Step::Ended);
+                    }
+                    // Backpressure: wait for room, but keep the status timer running meanwhile.
+                    loop {
+                        let deadline = self.deadline();
+                        let shared = self.shared.clone();
+                        tokio::select! {
+                            permit = tx.reserve() => {
+                                match permit {
+                                    Ok(p) => { p.send(Ok(x)); break; }
+                                    // the consumer is gone: stop cleanly
+                                    Err(_) => { self.finish().await?; return Ok(Step::Ended); }
+                                }
+                            }
+                            _ = tokio::time::sleep_until(deadline) => self.send_status(false).await?,
+                            _ = shared.wake.notified() => self.send_status(true).await?,
+                            _ = &mut *stop_rx => { self.finish().await?; return Ok(Step::Ended); }
+                        }
+                    }
+                    if self.state.end_reached() {
+                        self.finish().await?;
+                        return Ok(Step::Ended);
+                    }
+                    Ok(Step::Continue)
+                }
+                ReplicationMessage::Keepalive(k) => {
+                    self.shared.received.fetch_max(k.wal_end.0, Ordering::AcqRel);
+                    self.sync_acks();
+                    self.state.on_keepalive(&k);
+                    if k.reply_requested {
+                        self.send_status(false).await?;
+                    }
+                    Ok(Step::Continue)
+                }
+            },
+            BackendMessage::CopyDone => {
+                // The server ended the stream (e.g. it is shutting down): answer and drain.
+                self.finish().await?;
+                Ok(Step::Ended)
+            }
+            BackendMessage::NoticeResponse(n) => {
+                (self.conn.notice)(&n);
+                Ok(Step::Continue)
+            }
+            BackendMessage::ErrorResponse(e) => Err(Error::db(e)),
+            BackendMessage::ParameterStatus { name, value } => {
+                self.info.parameters.push((name, value));
+                Ok(Step::Continue)
+            }
+            other => Err(Error::protocol(format!("unexpected {} during replication", other.name()))),
+        }
+    }
+
+    /// Final status update, CopyDone, then read until CommandComplete and ReadyForQuery.
+    async fn finish(&mut self) -> Result<()> {
+        self.sync_acks();
+        let su = self.state.status(to_pg_micros(SystemTime::now()));
+        self.write_status(su).await?;
+        frontend::copy_done(&mut self.conn.wbuf);
+        self.conn.flush().await?;
+        let mut err = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.conn.read_message()).await {
+                Ok(m) => m?,
+                Err(_) => return Err(Error::timeout("server did not end the COPY within 30 s of CopyDone")),
+            };
+            match msg {
+                BackendMessage::CopyData(_) => {} // not delivered, not acknowledged: sent again next time
+                BackendMessage::CopyDone => {}    // the server's half of the copy ends too
+                BackendMessage::CommandComplete(_) | BackendMessage::RowDescription(_) | BackendMessage::DataRow(_) => {
+                }
+                BackendMessage::NoticeResponse(n) => (self.conn.notice)(&n),
+                BackendMessage::ErrorResponse(e) => {
+                    err.get_or_insert(Error::db(e));
+                }
+                BackendMessage::ReadyForQuery(_) => break,
+                other => return Err(Error::protocol(format!("unexpected {} while ending replication", other.name()))),
+            }
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_wal2json() {
+        let mut c = Wal2jsonClassifier::default();
+        assert_eq!(c.classify(br#"{"action":"B","xid":1}"#), Boundary::Begin);
+        assert_eq!(c.classify(br#"{"action":"I","table":"t"}"#), Boundary::Inside);
+        assert_eq!(c.classify(br#"{"action":"C","xid":1}"#), Boundary::End);
+        assert_eq!(c.classify(br#"{"xid":1,"change":[]}"#), Boundary::Whole);
+        assert_eq!(c.classify(b"{\n\t\"xid\": 1,\n\t\"change\": [\n\t]\n}"), Boundary::Whole);
+        assert_eq!(c.classify(br#"{"xid":1,"change":["#), Boundary::Begin);
+        assert_eq!(c.classify(br#"{"kind":"insert"}"#), Boundary::Inside);
+        assert_eq!(c.classify(br#",{"kind":"insert"}"#), Boundary::Inside);
+        assert_eq!(c.classify(b"]}"), Boundary::End);
+        assert_eq!(c.classify(br#"{"change":[{"kind":"message"}]}"#), Boundary::Whole);
+    }
+}
