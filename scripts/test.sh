@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# THE test command (README): dependencies, formatting, lints, then every test. CI runs it through .ci/run, as
+# root, with CI=true and no standard input. Each step is its own section; add new ones (fuzz runs…) before
+# the final line.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+started=$SECONDS
+section() { printf '\n==== %s (%d s) ====\n' "$*" "$((SECONDS - started))"; }
+
+section "dependencies: PostgreSQL 15 + wal2json, rustfmt, clippy"
+bash scripts/install-deps.sh
+
+section "format: cargo fmt --check"
+cargo fmt --all -- --check
+
+section "lints: cargo clippy -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+section "tests: cargo test --all-targets (unit, integration against throwaway clusters, benches as tests)"
+cargo test --all-targets
+
+section "doctests: cargo test --doc"
+cargo test --doc
+
+echo
+echo "scripts/test.sh: all checks passed in $((SECONDS - started)) s"
