@@ -1,0 +1,212 @@
+//! Streaming against a real PostgreSQL 15 + wal2json: full delivery, exact confirmed_flush, a stalled consumer
+//! keeps its connection, idle slots advance, the end position never cuts a transaction.
+
+use std::time::{Duration, Instant};
+
+use pgrepl::client::Client;
+use pgrepl::cluster::{ClusterOptions, TempCluster};
+use pgrepl::config::Config;
+use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
+use pgrepl::stream::StreamConfig;
+use pgrepl::Lsn;
+
+fn cluster(wal_sender_timeout: Duration) -> TempCluster {
+    TempCluster::start(ClusterOptions { wal_sender_timeout, ..Default::default() }).expect("start cluster")
+}
+
+async fn repl_client(c: &TempCluster, db: &str) -> Client {
+    let cfg = Config::parse(&format!("{} replication=database", c.conninfo(c.superuser(), db))).unwrap();
+    Client::connect(&cfg).await.expect("connect")
+}
+
+async fn create_slot(client: &mut Client, slot: &str) -> Lsn {
+    client
+        .create_replication_slot(&CreateSlot {
+            slot: slot.into(),
+            plugin: "wal2json".into(),
+            temporary: false,
+            snapshot: SnapshotAction::NoExport,
+            two_phase: false,
+        })
+        .await
+        .expect("create slot")
+        .consistent_point
+}
+
+fn v2() -> Vec<(String, Option<String>)> {
+    vec![("format-version".into(), Some("2".into())), ("include-xids".into(), Some("1".into()))]
+}
+
+fn slot_lsn(c: &TempCluster, slot: &str, column: &str) -> Lsn {
+    let s =
+        c.psql("postgres", &format!("SELECT {column} FROM pg_replication_slots WHERE slot_name = '{slot}'")).unwrap();
+    Lsn::parse(s.trim()).unwrap_or_else(|_| panic!("{column} of {slot}: {s:?}"))
+}
+
+fn action(payload: &[u8]) -> u8 {
+    // {"action":"X"
+    payload.get(11).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
+    let c = cluster(Duration::from_secs(10));
+    c.psql("postgres", "CREATE TABLE t(id int PRIMARY KEY, v text)").unwrap();
+    let mut client = repl_client(&c, "postgres").await;
+    create_slot(&mut client, "full").await;
+    c.psql(
+        "postgres",
+        "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 500) g;
+         UPDATE t SET v = 'u' WHERE id % 10 = 0;
+         DELETE FROM t WHERE id % 25 = 0;
+         INSERT INTO t VALUES (1000, 'last');",
+    )
+    .unwrap();
+    let cfg = StreamConfig { idle_advance: false, ..Default::default() };
+    let mut stream = client.start_replication("full", Lsn::INVALID, &v2(), cfg).await.unwrap();
+    let (mut ins, mut upd, mut del, mut commits) = (0, 0, 0, 0);
+    let mut acked = Lsn::INVALID;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ins < 501 || commits < 4 {
+        assert!(Instant::now() < deadline, "timed out: {ins} {upd} {del} {commits}");
+        let m = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
+        match action(&m.data) {
+            b'I' => ins += 1,
+            b'U' => upd += 1,
+            b'D' => del += 1,
+            b'C' => {
+                commits += 1;
+                // acknowledge the first three transactions only
+                if commits <= 3 {
+                    stream.ack(m.wal_start);
+                    acked = m.wal_start;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((ins, upd, del, commits), (501, 50, 20, 4));
+    let client = stream.stop().await.unwrap();
+    client.close().await.unwrap();
+    // the slot confirms exactly what was acknowledged: not the fourth transaction, not a keepalive's walEnd
+    assert_eq!(slot_lsn(&c, "full", "confirmed_flush_lsn"), acked);
+
+    // Resuming from the slot replays only the unacknowledged fourth transaction.
+    let client = repl_client(&c, "postgres").await;
+    let mut stream = client.start_replication("full", Lsn::INVALID, &v2(), StreamConfig::default()).await.unwrap();
+    let mut seen = vec![];
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
+        seen.push(action(&m.data));
+        if action(&m.data) == b'C' {
+            break;
+        }
+    }
+    assert_eq!(seen, b"BIC");
+    stream.stop().await.unwrap().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_keeps_its_connection() {
+    // wal_sender_timeout 2 s; the consumer stalls for 5 s with a one-message buffer, so the socket is not read.
+    let c = cluster(Duration::from_secs(2));
+    c.psql("postgres", "CREATE TABLE s(id int PRIMARY KEY, pad text)").unwrap();
+    let mut client = repl_client(&c, "postgres").await;
+    create_slot(&mut client, "stall").await;
+    c.psql("postgres", "INSERT INTO s SELECT g, repeat('x', 2000) FROM generate_series(1, 3000) g").unwrap();
+    let cfg = StreamConfig { buffer_messages: 1, ..Default::default() };
+    let mut stream = client.start_replication("stall", Lsn::INVALID, &v2(), cfg).await.unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(action(&first.data), b'B');
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut n = 0;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("no timeout")
+            .expect("the connection survived the stall")
+            .expect("stream open");
+        if action(&m.data) == b'I' {
+            n += 1;
+        }
+        if action(&m.data) == b'C' {
+            stream.ack(m.wal_start);
+            break;
+        }
+    }
+    assert_eq!(n, 3000);
+    stream.stop().await.unwrap();
+    let log = std::fs::read_to_string(c.log_path()).unwrap_or_default();
+    assert!(!log.contains("terminating walsender process due to replication timeout"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_slot_advances_while_another_database_writes() {
+    let c = cluster(Duration::from_secs(4));
+    c.psql("other", "CREATE TABLE busy(id serial PRIMARY KEY, v text)").unwrap();
+    let mut client = repl_client(&c, "postgres").await;
+    let start = create_slot(&mut client, "idle").await;
+    let mut stream = client.start_replication("idle", Lsn::INVALID, &v2(), StreamConfig::default()).await.unwrap();
+    // writes only in database "other": nothing for this slot
+    for _ in 0..10 {
+        c.psql("other", "INSERT INTO busy(v) SELECT 'x' FROM generate_series(1, 200)").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(stream.try_next().is_none(), "no change of database postgres expected");
+    }
+    let written = Lsn::parse(c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap().trim()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let confirmed = slot_lsn(&c, "idle", "confirmed_flush_lsn");
+        if confirmed >= written {
+            assert!(confirmed > start);
+            break;
+        }
+        assert!(Instant::now() < deadline, "confirmed_flush stuck at {confirmed} (start {start}, wal {written})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stream.stop().await.unwrap();
+
+    // With idle advance turned off, the slot stays where it was.
+    let client = repl_client(&c, "postgres").await;
+    let before = slot_lsn(&c, "idle", "confirmed_flush_lsn");
+    let cfg = StreamConfig { idle_advance: false, ..Default::default() };
+    let stream = client.start_replication("idle", Lsn::INVALID, &v2(), cfg).await.unwrap();
+    for _ in 0..5 {
+        c.psql("other", "INSERT INTO busy(v) SELECT 'x' FROM generate_series(1, 200)").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stream.stop().await.unwrap();
+    assert_eq!(slot_lsn(&c, "idle", "confirmed_flush_lsn"), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_position_inside_a_transaction_delivers_all_of_it() {
+    let c = cluster(Duration::from_secs(10));
+    c.psql("postgres", "CREATE TABLE big(id int PRIMARY KEY)").unwrap();
+    let mut client = repl_client(&c, "postgres").await;
+    create_slot(&mut client, "endpos").await;
+    // a small transaction, then a 10k-row one with the end position taken in its middle, then one more
+    c.psql("postgres", "INSERT INTO big VALUES (0)").unwrap();
+    let mid = c
+        .psql(
+            "postgres",
+            "BEGIN; INSERT INTO big SELECT generate_series(1, 5000); SELECT pg_current_wal_insert_lsn();
+             INSERT INTO big SELECT generate_series(5001, 10000); COMMIT;",
+        )
+        .unwrap();
+    let mid = Lsn::parse(mid.lines().find(|l| l.contains('/')).unwrap().trim()).unwrap();
+    c.psql("postgres", "INSERT INTO big VALUES (10001)").unwrap();
+    let cfg = StreamConfig { end: Some(mid), ..Default::default() };
+    let mut stream = client.start_replication("endpos", Lsn::INVALID, &v2(), cfg).await.unwrap();
+    let mut inserts = 0;
+    let mut commits = 0;
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap() {
+        match action(&m.data) {
+            b'I' => inserts += 1,
+            b'C' => commits += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(inserts, 10001, "both transactions up to and across the end position, whole");
+    assert_eq!(commits, 2);
+}
