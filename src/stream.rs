@@ -131,7 +131,7 @@ pub struct ReplicationStream {
     rx: mpsc::Receiver<Result<XLogData>>,
     shared: Arc<Shared>,
     stop_tx: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<Option<Client>>>>,
+    task: Option<JoinHandle<Result<Client>>>,
     finished: bool,
 }
 
@@ -172,15 +172,24 @@ impl Client {
         let (tx, rx) = mpsc::channel(cfg.buffer_messages.max(1));
         let (stop_tx, stop_rx) = oneshot::channel();
         let fb = FeedbackConfig { status_interval: cfg.status_interval, idle_advance: cfg.idle_advance, end: cfg.end };
-        let task = StreamTask { conn, info, state: FeedbackState::new(fb, start), shared: shared.clone(), classifier };
-        let handle = tokio::spawn(task.run(tx, stop_rx));
+        let task = StreamTask {
+            conn,
+            info,
+            state: FeedbackState::new(fb, start),
+            shared: shared.clone(),
+            classifier,
+            tx: Some(tx),
+        };
+        let handle = tokio::spawn(task.run(stop_rx));
         Ok(ReplicationStream { rx, shared, stop_tx: Some(stop_tx), task: Some(handle), finished: false })
     }
 }
 
 impl ReplicationStream {
-    /// The next XLogData message; `Ok(None)` when the stream ended (end position reached, stopped, or the server
-    /// ended the copy). An error ends the stream.
+    /// The next XLogData message; `Ok(None)` when the stream has ended (end position reached at a transaction
+    /// boundary, or the server ended the copy). Then acknowledge what you stored and call
+    /// [`stop`](Self::stop): until then the connection stays open and keeps reporting acknowledgements.
+    /// An error ends the stream.
     pub async fn next(&mut self) -> Result<Option<XLogData>> {
         if self.finished {
             return Ok(None);
@@ -193,14 +202,6 @@ impl ReplicationStream {
             }
             None => {
                 self.finished = true;
-                // the task ended without an error message in the channel: surface its result
-                if let Some(t) = self.task.take() {
-                    match t.await {
-                        Ok(Ok(client)) => self.park(client),
-                        Ok(Err(e)) => return Err(e),
-                        Err(e) => return Err(Error::closed(format!("replication task failed: {e}"))),
-                    }
-                }
                 Ok(None)
             }
         }
@@ -218,12 +219,6 @@ impl ReplicationStream {
                 Some(Err(e))
             }
             Err(_) => None,
-        }
-    }
-
-    fn park(&mut self, client: Option<Client>) {
-        if let Some(c) = client {
-            self.task = Some(tokio::spawn(async move { Ok(Some(c)) }));
         }
     }
 
@@ -261,14 +256,11 @@ impl ReplicationStream {
         if let Some(s) = self.stop_tx.take() {
             let _ = s.send(());
         }
-        self.shared.wake.notify_one();
         self.rx.close();
         while self.rx.recv().await.is_some() {}
-        let task = self.task.take().ok_or_else(|| Error::closed("stream already finished"))?;
+        let task = self.task.take().ok_or_else(|| Error::closed("stream already stopped"))?;
         match task.await {
-            Ok(Ok(Some(c))) => Ok(c),
-            Ok(Ok(None)) => Err(Error::closed("the stream ended with an error")),
-            Ok(Err(e)) => Err(e),
+            Ok(r) => r,
             Err(e) => Err(Error::closed(format!("replication task failed: {e}"))),
         }
     }
@@ -288,27 +280,21 @@ struct StreamTask<C> {
     state: FeedbackState,
     shared: Arc<Shared>,
     classifier: C,
-}
-
-enum Step {
-    Continue,
-    Ended,
+    /// `None` once nothing more will be delivered (end position, server CopyDone, consumer gone).
+    tx: Option<mpsc::Sender<Result<XLogData>>>,
 }
 
 impl<C: TxnClassifier> StreamTask<C> {
-    async fn run(
-        mut self,
-        tx: mpsc::Sender<Result<XLogData>>,
-        mut stop_rx: oneshot::Receiver<()>,
-    ) -> Result<Option<Client>> {
-        let r = self.run_inner(&tx, &mut stop_rx).await;
-        match r {
-            Ok(()) => Ok(Some(Client::from_parts(self.conn, self.info))),
+    async fn run(mut self, mut stop_rx: oneshot::Receiver<()>) -> Result<Client> {
+        match self.run_inner(&mut stop_rx).await {
+            Ok(()) => Ok(Client::from_parts(self.conn, self.info)),
             Err(e) => {
-                let msg = e.to_string();
-                let kind = e.kind();
-                let _ = tx.send(Err(e)).await;
-                Err(Error::new(kind, msg))
+                // the consumer sees the error from next(); stop() sees a copy
+                let copy = Error::new(e.kind(), e.to_string());
+                if let Some(tx) = self.tx.take() {
+                    let _ = tx.send(Err(e)).await;
+                }
+                Err(copy)
             }
         }
     }
@@ -340,49 +326,50 @@ impl<C: TxnClassifier> StreamTask<C> {
         tokio::time::Instant::from_std(d)
     }
 
-    async fn run_inner(
-        &mut self,
-        tx: &mpsc::Sender<Result<XLogData>>,
-        stop_rx: &mut oneshot::Receiver<()>,
-    ) -> Result<()> {
+    /// Nothing more is delivered; the consumer's `next()` returns `None` once it has drained the buffer.
+    fn end_delivery(&mut self) {
+        self.tx = None;
+    }
+
+    async fn run_inner(&mut self, stop_rx: &mut oneshot::Receiver<()>) -> Result<()> {
         self.send_status(true).await?;
+        let mut server_done = false;
         loop {
             // Handle every whole message already buffered.
             while let Some(msg) = self.conn.decoder.decode(&mut self.conn.rbuf)? {
-                match self.handle(msg, tx, stop_rx).await? {
-                    Step::Continue => {}
-                    Step::Ended => return Ok(()),
+                if self.handle(msg, stop_rx).await? {
+                    return self.finish().await;
+                }
+                if self.tx.is_none() && !self.state.end_reached() {
+                    server_done = true;
                 }
             }
             self.send_status(false).await?;
             if self.state.end_reached() {
-                return self.finish().await;
+                self.end_delivery();
             }
-            let deadline = self.deadline();
-            let shared = self.shared.clone();
             if self.conn.rbuf.capacity() - self.conn.rbuf.len() < 8192 {
                 self.conn.rbuf.reserve(64 * 1024);
             }
+            let deadline = self.deadline();
+            let shared = self.shared.clone();
             tokio::select! {
-                r = self.conn.sock.read_buf(&mut self.conn.rbuf) => {
+                // After the server's CopyDone nothing more comes: wait for stop() only.
+                r = self.conn.sock.read_buf(&mut self.conn.rbuf), if !server_done => {
                     let n = r.map_err(|e| Error::io("reading replication stream", e))?;
                     if n == 0 {
                         return Err(Error::closed("server closed the replication connection"));
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {}
-                _ = shared.wake.notified() => { self.send_status(true).await?; }
+                _ = shared.wake.notified() => self.send_status(true).await?,
                 _ = &mut *stop_rx => return self.finish().await,
             }
         }
     }
 
-    async fn handle(
-        &mut self,
-        msg: BackendMessage,
-        tx: &mpsc::Sender<Result<XLogData>>,
-        stop_rx: &mut oneshot::Receiver<()>,
-    ) -> Result<Step> {
+    /// Handle one message; `Ok(true)` means stop was requested while waiting for buffer room.
+    async fn handle(&mut self, msg: BackendMessage, stop_rx: &mut oneshot::Receiver<()>) -> Result<bool> {
         match msg {
             BackendMessage::CopyData(p) => match ReplicationMessage::parse(p)? {
                 ReplicationMessage::XLogData(x) => {
@@ -390,10 +377,12 @@ impl<C: TxnClassifier> StreamTask<C> {
                     let b = self.classifier.classify(&x.data);
                     self.sync_acks();
                     if self.state.on_xlogdata(&x, b) == Delivery::Stop {
-                        self.finish().await?;
-                        return Ok(Step::Ended);
+                        // past the end position: not delivered, not acknowledged, sent again next time
+                        self.end_delivery();
+                        return Ok(false);
                     }
-                    // Backpressure: wait for room, but keep the status timer running meanwhile.
+                    let Some(tx) = self.tx.clone() else { return Ok(false) };
+                    // Backpressure: wait for room without reading the socket, but keep the status timer running.
                     loop {
                         let deadline = self.deadline();
                         let shared = self.shared.clone();
@@ -401,20 +390,18 @@ impl<C: TxnClassifier> StreamTask<C> {
                             permit = tx.reserve() => {
                                 match permit {
                                     Ok(p) => { p.send(Ok(x)); break; }
-                                    // the consumer is gone: stop cleanly
-                                    Err(_) => { self.finish().await?; return Ok(Step::Ended); }
+                                    Err(_) => return Ok(true), // the consumer is gone
                                 }
                             }
                             _ = tokio::time::sleep_until(deadline) => self.send_status(false).await?,
                             _ = shared.wake.notified() => self.send_status(true).await?,
-                            _ = &mut *stop_rx => { self.finish().await?; return Ok(Step::Ended); }
+                            _ = &mut *stop_rx => return Ok(true),
                         }
                     }
                     if self.state.end_reached() {
-                        self.finish().await?;
-                        return Ok(Step::Ended);
+                        self.end_delivery();
                     }
-                    Ok(Step::Continue)
+                    Ok(false)
                 }
                 ReplicationMessage::Keepalive(k) => {
                     self.shared.received.fetch_max(k.wal_end.0, Ordering::AcqRel);
@@ -423,22 +410,26 @@ impl<C: TxnClassifier> StreamTask<C> {
                     if k.reply_requested {
                         self.send_status(false).await?;
                     }
-                    Ok(Step::Continue)
+                    if self.state.end_reached() {
+                        self.end_delivery();
+                    }
+                    Ok(false)
                 }
             },
             BackendMessage::CopyDone => {
-                // The server ended the stream (e.g. it is shutting down): answer and drain.
-                self.finish().await?;
-                Ok(Step::Ended)
+                // The server ended the stream (e.g. shutdown, or its end of timeline): deliver nothing more and
+                // wait for stop(), which sends the final status update and our CopyDone.
+                self.end_delivery();
+                Ok(false)
             }
             BackendMessage::NoticeResponse(n) => {
                 (self.conn.notice)(&n);
-                Ok(Step::Continue)
+                Ok(false)
             }
             BackendMessage::ErrorResponse(e) => Err(Error::db(e)),
             BackendMessage::ParameterStatus { name, value } => {
                 self.info.parameters.push((name, value));
-                Ok(Step::Continue)
+                Ok(false)
             }
             other => Err(Error::protocol(format!("unexpected {} during replication", other.name()))),
         }
@@ -446,6 +437,7 @@ impl<C: TxnClassifier> StreamTask<C> {
 
     /// Final status update, CopyDone, then read until CommandComplete and ReadyForQuery.
     async fn finish(&mut self) -> Result<()> {
+        self.end_delivery();
         self.sync_acks();
         let su = self.state.status(to_pg_micros(SystemTime::now()));
         self.write_status(su).await?;

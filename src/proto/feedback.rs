@@ -74,6 +74,10 @@ pub struct FeedbackState {
     unacked: bool,
     in_txn: bool,
     keepalive_seen: bool,
+    /// walEnd of the latest keepalive.
+    last_keepalive_end: Lsn,
+    /// A message was received and not delivered (past the end position): never idle-advance past it.
+    discarded: bool,
     last_status: Option<Instant>,
     reply_pending: bool,
     end_reached: bool,
@@ -91,6 +95,8 @@ impl FeedbackState {
             unacked: false,
             in_txn: false,
             keepalive_seen: false,
+            last_keepalive_end: Lsn::INVALID,
+            discarded: false,
             last_status: None,
             reply_pending: false,
             end_reached: false,
@@ -100,12 +106,14 @@ impl FeedbackState {
     /// An XLogData message arrived; `boundary` says where it sits in a transaction.
     pub fn on_xlogdata(&mut self, x: &XLogData, boundary: Boundary) -> Delivery {
         if self.end_reached {
+            self.discarded = true;
             return Delivery::Stop;
         }
         if let Some(end) = self.cfg.end {
             // Outside a transaction, this message starts a new unit: past the end position, it is not delivered.
             if !self.in_txn && !x.wal_start.is_invalid() && x.wal_start > end {
                 self.end_reached = true;
+                self.discarded = true;
                 return Delivery::Stop;
             }
         }
@@ -138,9 +146,8 @@ impl FeedbackState {
             self.reply_pending = true;
         }
         self.received = self.received.max(k.wal_end);
-        if self.cfg.idle_advance && !self.unacked && !self.in_txn && k.wal_end > self.flush {
-            self.flush = k.wal_end;
-        }
+        self.last_keepalive_end = self.last_keepalive_end.max(k.wal_end);
+        self.idle_advance();
         if let Some(end) = self.cfg.end {
             if !self.in_txn && k.wal_end >= end {
                 self.end_reached = true;
@@ -159,6 +166,22 @@ impl FeedbackState {
         }
         if self.acked >= self.last_data_start && !self.in_txn {
             self.unacked = false;
+        }
+        self.idle_advance();
+    }
+
+    /// Report the latest keepalive's walEnd as flushed when that is safe: a keepalive has arrived, everything
+    /// received on this connection is acknowledged, no transaction is open and nothing was discarded. A keepalive
+    /// comes after every message sent before it, so no change below its walEnd can still be on its way.
+    fn idle_advance(&mut self) {
+        if self.cfg.idle_advance
+            && self.keepalive_seen
+            && !self.unacked
+            && !self.in_txn
+            && !self.discarded
+            && self.last_keepalive_end > self.flush
+        {
+            self.flush = self.last_keepalive_end;
         }
     }
 
@@ -283,15 +306,21 @@ mod tests {
         s.on_xlogdata(&x(220), Boundary::End);
         s.on_keepalive(&k(300, false));
         assert_eq!(s.flush(), Lsn(200));
+        // the acknowledgement catches up; the keepalive that came after the data lets its walEnd through
         s.ack(Lsn(220));
-        assert_eq!(s.flush(), Lsn(220));
-        s.on_keepalive(&k(300, false));
         assert_eq!(s.flush(), Lsn(300));
         // open transaction, even if acked past it: no advance
         s.on_xlogdata(&x(310), Boundary::Begin);
         s.ack(Lsn(310));
         s.on_keepalive(&k(400, false));
         assert_eq!(s.flush(), Lsn(310));
+        // an acknowledgement that catches up lets the last keepalive's walEnd through
+        let mut s = FeedbackState::new(FeedbackConfig::default(), Lsn(100));
+        s.on_xlogdata(&x(110), Boundary::Whole);
+        s.on_keepalive(&k(500, false));
+        assert_eq!(s.flush(), Lsn(100));
+        s.ack(Lsn(110));
+        assert_eq!(s.flush(), Lsn(500));
         // turned off
         let mut s = FeedbackState::new(FeedbackConfig { idle_advance: false, ..Default::default() }, Lsn(100));
         s.on_keepalive(&k(200, false));
@@ -311,6 +340,10 @@ mod tests {
         assert_eq!(s.on_xlogdata(&x(200), Boundary::End), Delivery::Deliver);
         assert!(s.end_reached());
         assert_eq!(s.on_xlogdata(&x(210), Boundary::Begin), Delivery::Stop);
+        // a message was discarded: no idle advance past it, whatever is acknowledged
+        s.ack(Lsn(200));
+        s.on_keepalive(&k(2000, false));
+        assert_eq!(s.flush(), Lsn(200));
     }
 
     #[test]

@@ -473,9 +473,14 @@ async fn consume(
         let msg = match next {
             Ok(Some(m)) => m,
             Ok(None) => {
-                // end position reached (or the server ended the stream)
+                // end position reached (or the server ended the stream): make the output durable, then the final
+                // status update confirms it
                 out.write_out()?;
                 out.fsync()?;
+                if !pending.is_invalid() {
+                    stream.ack(pending);
+                }
+                stream.stop().await?.close().await?;
                 if a.verbose {
                     eprintln!("pgrepl recv: end position reached or stream ended; {msgs} messages, {bytes} bytes");
                 }

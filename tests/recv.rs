@@ -1,0 +1,230 @@
+//! `pgrepl recv` against `pg_recvlogical` on the same slot contents: byte-identical raw output for wal2json
+//! format 1, format 1 with write-in-chunks, and format 2; slot actions; option errors; exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use pgrepl::cluster::{ClusterOptions, TempCluster};
+
+const PGREPL: &str = env!("CARGO_BIN_EXE_pgrepl");
+
+fn pg_recvlogical(c: &TempCluster) -> std::path::PathBuf {
+    let p = c.bin_dir().join("pg_recvlogical");
+    if p.exists() {
+        p
+    } else {
+        "pg_recvlogical".into()
+    }
+}
+
+fn conn_args(c: &TempCluster) -> Vec<String> {
+    vec![
+        "-h".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        c.port().to_string(),
+        "-U".into(),
+        c.superuser().into(),
+        "-d".into(),
+        "postgres".into(),
+    ]
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.env_remove("PGPASSWORD").output().expect("run");
+    out
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A workload exercising escapes, unicode, numerics, NULLs, arrays, TOAST, updates and deletes, messages.
+const WORKLOAD: &str = r#"
+CREATE TABLE w(id int PRIMARY KEY, t text, n numeric, f float8, b bool, a text[], j jsonb, big text);
+ALTER TABLE w REPLICA IDENTITY DEFAULT;
+INSERT INTO w VALUES (1, E'quote " backslash \\ tab \t newline \n', 0.0000000001, -0, true, ARRAY['x','y z'], '{"k": [1, 2]}', repeat('toast', 5000));
+INSERT INTO w VALUES (2, 'héllo wörld ✓', 123456789012345678901234567890.123456789, 3.4028235e+38, NULL, NULL, NULL, NULL);
+BEGIN; INSERT INTO w SELECT g, 'row ' || g, g / 7.0, g * 1.5, g % 2 = 0, ARRAY[g::text], jsonb_build_object('g', g), NULL FROM generate_series(3, 300) g; COMMIT;
+UPDATE w SET t = 'changed' WHERE id = 1;
+UPDATE w SET n = 'NaN' WHERE id = 2;
+DELETE FROM w WHERE id % 7 = 0;
+SELECT pg_logical_emit_message(true, 'tx', 'transactional message');
+SELECT pg_logical_emit_message(false, 'ntx', 'non-transactional message');
+BEGIN; COMMIT;
+"#;
+
+fn compare_format(c: &TempCluster, name: &str, opts: &[&str]) {
+    let slot_a = format!("cmp_{name}_pg");
+    let slot_b = format!("cmp_{name}_rs");
+    for s in [&slot_a, &slot_b] {
+        c.psql("postgres", &format!("SELECT pg_create_logical_replication_slot('{s}', 'wal2json')")).unwrap();
+    }
+    c.psql(
+        "postgres",
+        &WORKLOAD
+            .replace("CREATE TABLE w(", &format!("CREATE TABLE w_{name}("))
+            .replace(" w ", &format!(" w_{name} "))
+            .replace("INTO w ", &format!("INTO w_{name} "))
+            .replace("TABLE w ", &format!("TABLE w_{name} ")),
+    )
+    .unwrap();
+    let end = c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (fa, fb) = (dir.path().join("pg.out"), dir.path().join("rs.out"));
+    let mut o: Vec<String> = vec![];
+    for x in opts {
+        o.push("-o".into());
+        o.push(x.to_string());
+    }
+    let common = |slot: &str, file: &Path| -> Vec<String> {
+        let mut v = conn_args(c);
+        v.extend(["-S".into(), slot.into(), "--start".into(), "-E".into(), end.clone(), "-f".into()]);
+        v.push(file.display().to_string());
+        v.extend(o.iter().cloned());
+        v.extend(["-n".into()]);
+        v
+    };
+    ok(&run(Command::new(pg_recvlogical(c)).args(common(&slot_a, &fa))));
+    ok(&run(Command::new(PGREPL).arg("recv").args(common(&slot_b, &fb))));
+    let a = std::fs::read(&fa).unwrap();
+    let b = std::fs::read(&fb).unwrap();
+    assert!(a.len() > 1000, "{name}: pg_recvlogical wrote only {} bytes", a.len());
+    if a != b {
+        let la: Vec<&[u8]> = a.split(|&x| x == b'\n').collect();
+        let lb: Vec<&[u8]> = b.split(|&x| x == b'\n').collect();
+        let first = la.iter().zip(&lb).position(|(x, y)| x != y);
+        panic!(
+            "{name}: outputs differ ({} vs {} bytes, {} vs {} lines; first differing line {:?}):\npg: {:?}\nrs: {:?}",
+            a.len(),
+            b.len(),
+            la.len(),
+            lb.len(),
+            first,
+            first.map(|i| String::from_utf8_lossy(la[i])),
+            first.map(|i| String::from_utf8_lossy(lb[i]))
+        );
+    }
+    // both acknowledged everything up to the end: the slots agree
+    let q = |s: &str| {
+        c.psql("postgres", &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{s}'"))
+            .unwrap()
+    };
+    assert_eq!(q(&slot_a), q(&slot_b), "{name}: confirmed_flush_lsn differs");
+    // a second run up to the same end position replays nothing
+    let mut again = conn_args(c);
+    again.extend(["-S".into(), slot_b.clone(), "--start".into(), "-n".into(), "-E".into(), end.clone(), "-f".into()]);
+    again.push("-".into());
+    again.extend(o.iter().cloned());
+    let out = run(Command::new(PGREPL).arg("recv").args(&again));
+    ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{name}: replayed after a clean end");
+}
+
+#[test]
+fn raw_output_is_byte_identical_to_pg_recvlogical() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    compare_format(
+        &c,
+        "v2",
+        &["format-version=2", "include-xids=1", "include-timestamp=1", "include-lsn=1", "include-type-oids"],
+    );
+    compare_format(&c, "v1", &["include-xids=1", "include-timestamp=1", "include-lsn=1", "include-pk=1"]);
+    compare_format(&c, "v1chunks", &["write-in-chunks=1", "include-xids=1"]);
+    compare_format(&c, "v1pretty", &["pretty-print=1", "write-in-chunks=1"]);
+}
+
+#[test]
+fn slot_actions_and_errors() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    let conn = conn_args(&c);
+    // create, create again with --if-not-exists, create again without it (error, exit 1), drop
+    ok(&run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--create-slot"])));
+    let slot = c.psql("postgres", "SELECT plugin FROM pg_replication_slots WHERE slot_name = 'act'").unwrap();
+    assert_eq!(slot, "wal2json");
+    ok(&run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--create-slot", "--if-not-exists"])));
+    let dup = run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--create-slot"]));
+    assert_eq!(dup.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&dup.stderr);
+    assert!(err.contains("42710") && err.contains("already exists"), "{err}");
+    ok(&run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--drop-slot"])));
+    assert_eq!(c.psql("postgres", "SELECT count(*) FROM pg_replication_slots").unwrap(), "0");
+    // a bad slot name is the server's error, not a syntax error
+    let bad = run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "Bad \"Name\"", "--create-slot"]));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("42602"), "{}", String::from_utf8_lossy(&bad.stderr));
+    // option errors as pg_recvlogical reports them
+    for (args, msg) in [
+        (vec!["-S", "x"], "at least one action needs to be specified"),
+        (vec!["--start"], "no slot specified"),
+        (vec!["-S", "x", "--start"], "no target file specified"),
+        (vec!["-S", "x", "--drop-slot", "--start"], "cannot use --create-slot or --start together with --drop-slot"),
+        (vec!["-S", "x", "--create-slot", "-E", "0/1"], "--endpos may only be specified with --start"),
+        (vec!["-S", "x", "--start", "-f", "-", "-E", "zz"], "could not parse"),
+        (vec!["--bogus"], "unrecognized option"),
+    ] {
+        let out = run(Command::new(PGREPL).arg("recv").args(&args));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(msg),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn sigint_stops_cleanly_with_a_final_status_update() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql(
+        "postgres",
+        "CREATE TABLE s(id int PRIMARY KEY); SELECT pg_create_logical_replication_slot('sig', 'wal2json')",
+    )
+    .unwrap();
+    c.psql("postgres", "INSERT INTO s SELECT generate_series(1, 100)").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out");
+    let mut child = Command::new(PGREPL)
+        .arg("recv")
+        .args(conn_args(&c))
+        .args(["-S", "sig", "--start", "-F", "0", "-o", "format-version=2", "-f"])
+        .arg(&file)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read(&file).map(|b| b.iter().filter(|&&x| x == b'\n').count()).unwrap_or(0) < 102 {
+        assert!(std::time::Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // The final status update confirmed the commit that was written.
+    let out = std::fs::read_to_string(&file).unwrap();
+    assert!(out.lines().last().unwrap().starts_with("{\"action\":\"C\""), "{out}");
+    let confirmed = c.psql("postgres", "SELECT confirmed_flush_lsn >= pg_current_wal_lsn() - 1000000 AND confirmed_flush_lsn > '0/0' FROM pg_replication_slots WHERE slot_name = 'sig'").unwrap();
+    assert_eq!(confirmed, "t");
+    // nothing is replayed: restarting with an end position at the current WAL writes nothing new
+    let end = c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap();
+    let again = run(Command::new(PGREPL).arg("recv").args(conn_args(&c)).args([
+        "-S",
+        "sig",
+        "--start",
+        "-n",
+        "-o",
+        "format-version=2",
+        "-E",
+        &end,
+        "-f",
+        "-",
+    ]));
+    ok(&again);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "");
+}
