@@ -1,0 +1,903 @@
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+//! The byte cursor under both format parsers: bounds-checked, never panics, never allocates except to unescape
+//! a string that contains escapes.
+//!
+//! The payload is UTF-8-validated once, up front (std's validator has a fast ASCII path); substrings are then
+//! taken from the validated `&str` at ASCII delimiter positions, which are always char boundaries. A payload
+//! that is not valid UTF-8 (only message content may legitimately be) falls back to validating each string on
+//! its own.
+//!
+//! String ends are found 16 bytes at a time with SSE2 on x86_64 and 8 bytes at a time (SWAR) elsewhere.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+
+use super::event::Value;
+
+/// Maximum nesting accepted when skipping an unknown value.
+const MAX_DEPTH: usize = 64;
+
+#[derive(Clone, Copy)]
+pub(crate) struct Cursor<'a> {
+    pub(crate) b: &'a [u8],
+    s: Option<&'a str>,
+    pub(crate) pos: usize,
+}
+
+#[inline(always)]
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Cursor { b, s: std::str::from_utf8(b).ok(), pos: 0 }
+    }
+
+    /// A cursor that does not validate the whole payload up front (each string taken as `&str` is validated
+    /// on its own): for the classifiers, which look at a few keys only.
+    pub(crate) fn raw(b: &'a [u8]) -> Self {
+        Cursor { b, s: None, pos: 0 }
+    }
+
+    #[cold]
+    pub(crate) fn err(&self, msg: &str) -> Error {
+        Error::decode(self.pos, msg)
+    }
+
+    #[cold]
+    pub(crate) fn err_at(&self, pos: usize, msg: &str) -> Error {
+        Error::decode(pos, msg)
+    }
+
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    #[inline(always)]
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.b.get(self.pos..).unwrap_or(&[])
+    }
+
+    #[inline(always)]
+    pub(crate) fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.pos) {
+            if !is_ws(c) {
+                break;
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// Skip whitespace; whether the input is exhausted.
+    pub(crate) fn at_end(&mut self) -> bool {
+        self.ws();
+        self.pos >= self.b.len()
+    }
+
+    /// Skip whitespace and consume `c` if it is next.
+    #[inline(always)]
+    pub(crate) fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            return true;
+        }
+        self.ws();
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn expect(&mut self, c: u8, what: &str) -> Result<()> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(self.err(what))
+        }
+    }
+
+    /// `&str` for `b[start..end]`, which must lie between ASCII delimiters.
+    #[inline(always)]
+    pub(crate) fn str_range(&self, start: usize, end: usize) -> Result<&'a str> {
+        match self.s {
+            Some(s) => s.get(start..end).ok_or_else(|| self.err_at(start, "string is not on a character boundary")),
+            None => {
+                let b = self.b.get(start..end).unwrap_or(&[]);
+                std::str::from_utf8(b).map_err(|e| self.err_at(start + e.valid_up_to(), "string is not valid UTF-8"))
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn bytes_range(&self, start: usize, end: usize) -> &'a [u8] {
+        self.b.get(start..end).unwrap_or(&[])
+    }
+
+    /// At an opening `"`: scan to the closing quote. Returns (content start, content end, had escapes) and
+    /// leaves the cursor after the closing quote.
+    #[inline(always)]
+    pub(crate) fn string_span(&mut self) -> Result<(usize, usize, bool)> {
+        if self.peek() != Some(b'"') {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.err("expected a string"));
+            }
+        }
+        let start = self.pos + 1;
+        let mut i = start;
+        let mut esc = false;
+        loop {
+            match find_quote_or_backslash(self.b, i) {
+                None => return Err(self.err_at(start - 1, "unterminated string")),
+                Some(j) => {
+                    if self.b.get(j) == Some(&b'"') {
+                        self.pos = j + 1;
+                        return Ok((start, j, esc));
+                    }
+                    esc = true;
+                    i = j + 2;
+                }
+            }
+        }
+    }
+
+    /// A JSON string, borrowed when it has no escapes.
+    #[inline(always)]
+    pub(crate) fn string(&mut self) -> Result<Cow<'a, str>> {
+        let (s, e, esc) = self.string_span()?;
+        if !esc {
+            return Ok(Cow::Borrowed(self.str_range(s, e)?));
+        }
+        let mut out = Vec::with_capacity(e - s);
+        unescape(self.bytes_range(s, e), s, &mut out)?;
+        String::from_utf8(out).map(Cow::Owned).map_err(|_| self.err_at(s, "string is not valid UTF-8"))
+    }
+
+    /// A JSON string as bytes (message content: need not be UTF-8).
+    pub(crate) fn byte_string(&mut self) -> Result<Cow<'a, [u8]>> {
+        let (s, e, esc) = self.string_span()?;
+        if !esc {
+            return Ok(Cow::Borrowed(self.bytes_range(s, e)));
+        }
+        let mut out = Vec::with_capacity(e - s);
+        unescape(self.bytes_range(s, e), s, &mut out)?;
+        Ok(Cow::Owned(out))
+    }
+
+    /// `null` (consumed) → true.
+    #[inline(always)]
+    pub(crate) fn eat_null(&mut self) -> bool {
+        if self.rest().starts_with(b"null") {
+            self.pos += 4;
+            return true;
+        }
+        self.ws();
+        if self.rest().starts_with(b"null") {
+            self.pos += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A JSON number's exact text.
+    #[inline(always)]
+    pub(crate) fn number(&mut self) -> Result<&'a str> {
+        self.ws();
+        let start = self.pos;
+        let end = number_end(self.b, start).ok_or_else(|| self.err("invalid number"))?;
+        self.pos = end;
+        self.str_range(start, end)
+    }
+
+    pub(crate) fn boolean(&mut self) -> Result<bool> {
+        self.ws();
+        if self.rest().starts_with(b"true") {
+            self.pos += 4;
+            Ok(true)
+        } else if self.rest().starts_with(b"false") {
+            self.pos += 5;
+            Ok(false)
+        } else {
+            Err(self.err("expected true or false"))
+        }
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64> {
+        let at = self.pos;
+        self.number()?.parse().map_err(|_| self.err_at(at, "expected an unsigned integer"))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64> {
+        let at = self.pos;
+        self.number()?.parse().map_err(|_| self.err_at(at, "expected an integer"))
+    }
+
+    pub(crate) fn i32(&mut self) -> Result<i32> {
+        let at = self.pos;
+        self.number()?.parse().map_err(|_| self.err_at(at, "expected a 32-bit integer"))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32> {
+        let at = self.pos;
+        self.number()?.parse().map_err(|_| self.err_at(at, "expected a 32-bit unsigned integer"))
+    }
+
+    pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>> {
+        if self.eat_null() {
+            Ok(None)
+        } else {
+            self.u64().map(Some)
+        }
+    }
+
+    pub(crate) fn opt_u32(&mut self) -> Result<Option<u32>> {
+        if self.eat_null() {
+            Ok(None)
+        } else {
+            self.u32().map(Some)
+        }
+    }
+
+    pub(crate) fn opt_string(&mut self) -> Result<Option<Cow<'a, str>>> {
+        if self.eat_null() {
+            Ok(None)
+        } else {
+            self.string().map(Some)
+        }
+    }
+
+    /// An LSN string `"X/Y"` (or null).
+    pub(crate) fn opt_lsn(&mut self) -> Result<Option<Lsn>> {
+        if self.eat_null() {
+            return Ok(None);
+        }
+        let (s, e, esc) = self.string_span()?;
+        if esc {
+            return Err(self.err_at(s, "invalid LSN"));
+        }
+        Lsn::parse_bytes(self.bytes_range(s, e)).map(Some).map_err(|_| self.err_at(s, "invalid LSN"))
+    }
+
+    /// An object key and its `:`. Keys never carry escapes in wal2json output; a key that does is returned raw
+    /// (and so matches no known key).
+    #[inline(always)]
+    pub(crate) fn key(&mut self) -> Result<&'a [u8]> {
+        let (s, e, _) = self.string_span()?;
+        if self.peek() == Some(b':') {
+            self.pos += 1;
+        } else {
+            self.expect(b':', "expected ':' after a key")?;
+        }
+        Ok(self.bytes_range(s, e))
+    }
+
+    /// Any scalar column value.
+    #[inline(always)]
+    pub(crate) fn value(&mut self) -> Result<Value<'a>> {
+        match self.peek() {
+            Some(b'"') => return self.string().map(Value::String),
+            Some(b'-' | b'0'..=b'9') => return self.number().map(|n| Value::Number(Cow::Borrowed(n))),
+            _ => {}
+        }
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(Value::String),
+            Some(b'n') if self.eat_null() => Ok(Value::Null),
+            Some(b't' | b'f') => self.boolean().map(Value::Bool),
+            Some(b'-' | b'0'..=b'9') => self.number().map(|n| Value::Number(Cow::Borrowed(n))),
+            _ => Err(self.err("expected a value")),
+        }
+    }
+
+    /// Skip any JSON value (for keys this decoder does not know), with bounded nesting.
+    pub(crate) fn skip_value(&mut self) -> Result<()> {
+        // bit i of `stack` is 1 when the container at depth i+1 (from the innermost) is an object
+        let mut stack: u64 = 0;
+        let mut depth = 0usize;
+        loop {
+            self.ws();
+            match self.peek() {
+                Some(c @ (b'{' | b'[')) => {
+                    if depth >= MAX_DEPTH {
+                        return Err(self.err("nesting too deep"));
+                    }
+                    let obj = c == b'{';
+                    stack = (stack << 1) | u64::from(obj);
+                    depth += 1;
+                    self.pos += 1;
+                    self.ws();
+                    if self.peek() == Some(if obj { b'}' } else { b']' }) {
+                        self.pos += 1;
+                        depth -= 1;
+                        stack >>= 1;
+                    } else {
+                        if obj {
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.string_span()?;
+                }
+                Some(b'n') if self.eat_null() => {}
+                Some(b't' | b'f') => {
+                    self.boolean()?;
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    self.number()?;
+                }
+                _ => return Err(self.err("expected a value")),
+            }
+            // after a value: close containers or go on to the next element
+            loop {
+                if depth == 0 {
+                    return Ok(());
+                }
+                self.ws();
+                let obj = stack & 1 == 1;
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if obj {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if obj => {
+                        self.pos += 1;
+                        depth -= 1;
+                        stack >>= 1;
+                    }
+                    Some(b']') if !obj => {
+                        self.pos += 1;
+                        depth -= 1;
+                        stack >>= 1;
+                    }
+                    _ => return Err(self.err("expected ',' or a closing bracket")),
+                }
+            }
+        }
+    }
+}
+
+/// Budget for the backtracking split of an unescaped format 1 `columndefaults` array.
+const DEFAULTS_BUDGET: usize = 100_000;
+
+/// Position of the first `"` at or after `i` (backslashes are not escapes here).
+#[inline]
+fn find_quote(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let j = find_quote_or_backslash(b, i)?;
+        if b.get(j) == Some(&b'"') {
+            return Some(j);
+        }
+        i = j + 1;
+    }
+}
+
+fn skip_ws_at(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(c) if is_ws(*c)) {
+        i += 1;
+    }
+    i
+}
+
+/// The quirk-aware readers for the parts of wal2json output that are not always valid JSON.
+impl<'a> Cursor<'a> {
+    /// A type name. wal2json prints `format_type()` output raw when it starts with a quote (and is not an
+    /// array): `"MySchema".mood`, `"we""ird"`. Rule: read a JSON string; if what follows is not `,` `}` `]`,
+    /// re-read from the opening quote as raw `format_type` text (quoted identifiers with `""` doubling, dots,
+    /// a parenthesized typmod) up to the next `,` `}` `]` outside quotes and parentheses.
+    pub(crate) fn type_name(&mut self) -> Result<Cow<'a, str>> {
+        self.ws();
+        let start = self.pos;
+        let mut c = *self;
+        if let Ok(s) = c.string() {
+            let t = skip_ws_at(c.b, c.pos);
+            if matches!(c.b.get(t), Some(b',' | b'}' | b']')) {
+                *self = c;
+                return Ok(s);
+            }
+        }
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a type name"));
+        }
+        let mut i = start;
+        let mut quoted = false;
+        let mut parens = 0usize;
+        loop {
+            let ch = *self.b.get(i).ok_or_else(|| self.err_at(start, "unterminated type name"))?;
+            if quoted {
+                if ch == b'"' {
+                    if self.b.get(i + 1) == Some(&b'"') {
+                        i += 1;
+                    } else {
+                        quoted = false;
+                    }
+                }
+            } else {
+                match ch {
+                    b'"' => quoted = true,
+                    b'(' => parens += 1,
+                    b')' => parens = parens.saturating_sub(1),
+                    b',' | b'}' | b']' if parens == 0 => break,
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        let mut end = i;
+        while end > start && self.b.get(end - 1).is_some_and(|c| is_ws(*c)) {
+            end -= 1;
+        }
+        self.pos = end;
+        Ok(Cow::Borrowed(self.str_range(start, end)?))
+    }
+
+    /// Format 2 `"default"`, the last key of a column object; wal2json 2.5 prints the expression without
+    /// escaping (`"'a"b\c'::text"`). Rule: if it reads as a JSON string followed by the column's closing `}`
+    /// and then `,` or `]`, it is that string (unescaped). Otherwise it is the raw text up to the first `"`
+    /// followed by `}` and then `,{` or `]`.
+    pub(crate) fn default_v2(&mut self) -> Result<Option<Cow<'a, str>>> {
+        if self.eat_null() {
+            return Ok(None);
+        }
+        self.ws();
+        let open = self.pos;
+        let mut c = *self;
+        let json = c.string();
+        if let Ok(s) = &json {
+            if v2_default_end_ok(c.b, c.pos) {
+                *self = c;
+                return Ok(Some(s.clone()));
+            }
+        }
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a default expression"));
+        }
+        for strict in [true, false] {
+            let mut i = open + 1;
+            while let Some(q) = find_quote(self.b, i) {
+                if v2_default_end_ok(self.b, q + 1) && (!strict || plausible_sql(self.bytes_range(open + 1, q))) {
+                    self.pos = q + 1;
+                    return Ok(Some(Cow::Borrowed(self.str_range(open + 1, q)?)));
+                }
+                i = q + 1;
+            }
+        }
+        match json {
+            Ok(s) => {
+                *self = c;
+                Ok(Some(s))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Format 1 `columndefaults`: fills `set(i, default)` for each of the `n` entries. Read as JSON when that
+    /// gives exactly `n` entries; otherwise split the unescaped text into exactly `n` entries (`null` or
+    /// `"…"`), choosing the earliest closing quotes that allow a complete split (bounded backtracking).
+    pub(crate) fn defaults_v1(
+        &mut self,
+        n: usize,
+        mut set: impl FnMut(usize, Option<Cow<'a, str>>) -> Result<()>,
+    ) -> Result<()> {
+        self.expect(b'[', "expected '['")?;
+        let open = self.pos;
+        // 1. as JSON
+        let mut c = *self;
+        let mut count = 0usize;
+        let json_ok = (|| -> Result<bool> {
+            if c.eat(b']') {
+                return Ok(true);
+            }
+            loop {
+                c.opt_string()?;
+                count += 1;
+                if c.eat(b']') {
+                    return Ok(true);
+                }
+                if !c.eat(b',') {
+                    return Ok(false);
+                }
+            }
+        })()
+        .unwrap_or(false);
+        if json_ok && count == n {
+            let mut i = 0;
+            if self.eat(b']') {
+                return Ok(());
+            }
+            loop {
+                set(i, self.opt_string()?)?;
+                i += 1;
+                if self.eat(b']') {
+                    return Ok(());
+                }
+                self.expect(b',', "expected ','")?;
+            }
+        }
+        // 2. raw split into exactly n entries: first with every entry a plausible SQL expression (balanced
+        //    quotes), then without that filter
+        if n == 0 {
+            return Err(self.err_at(open, "columndefaults does not match columnnames"));
+        }
+        let (stack, end) = match split_defaults(self.b, open, n, true) {
+            Some(r) => r,
+            None => split_defaults(self.b, open, n, false)
+                .ok_or_else(|| self.err_at(open, "cannot split columndefaults"))?,
+        };
+        self.pos = end;
+        for (i, (s, e)) in stack.into_iter().enumerate() {
+            if self.b.get(s) == Some(&b'"') {
+                set(i, Some(Cow::Borrowed(self.str_range(s + 1, e)?)))?;
+            } else {
+                set(i, None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Split the unescaped `columndefaults` text starting after `[` at `open` into exactly `n` entries. Returns the
+/// (start, end) of each entry (start at `"` or `n` of null; end at the closing quote or after `null`) and the
+/// position after `]`.
+fn split_defaults(b: &[u8], open: usize, n: usize, strict: bool) -> Option<(Vec<(usize, usize)>, usize)> {
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    let mut resume: Option<usize> = None;
+    let mut pos = open;
+    let mut budget = DEFAULTS_BUDGET;
+    loop {
+        budget = budget.checked_sub(1)?;
+        let i = stack.len();
+        let last = i + 1 == n;
+        let es = skip_ws_at(b, pos);
+        let found = if b.get(es..).is_some_and(|r| r.starts_with(b"null")) {
+            if resume.is_none() && entry_end_ok(b, es + 4, last) {
+                Some(es + 4)
+            } else {
+                None
+            }
+        } else if b.get(es) == Some(&b'"') {
+            let mut k = resume.map_or(es + 1, |r| r + 1);
+            let mut hit = None;
+            while let Some(q) = find_quote(b, k) {
+                if entry_end_ok(b, q + 1, last) && (!strict || plausible_sql(b.get(es + 1..q).unwrap_or(&[]))) {
+                    hit = Some(q);
+                    break;
+                }
+                k = q + 1;
+            }
+            hit
+        } else {
+            None
+        };
+        resume = None;
+        match found {
+            Some(end) => {
+                stack.push((es, end));
+                let quoted = b.get(es) == Some(&b'"');
+                let p = skip_ws_at(b, if quoted { end + 1 } else { end });
+                // entry_end_ok guarantees the `,` (or, for the last entry, the `]`) at `p`
+                if last {
+                    return Some((stack, p + 1));
+                }
+                pos = p + 1;
+            }
+            None => {
+                // backtrack: the previous entry's next closing quote (a `null` has no other choice)
+                let (ps, pe) = stack.pop()?;
+                pos = ps;
+                resume = Some(if b.get(ps) == Some(&b'"') { pe } else { usize::MAX - 1 });
+            }
+        }
+    }
+}
+
+/// Whether `s` could be `pg_get_expr` output: its `'…'` literals (with `''`) and `"…"` identifiers (with `""`)
+/// are all closed.
+fn plausible_sql(s: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&c) = s.get(i) {
+        if c == b'\'' || c == b'"' {
+            // find the closing delimiter, skipping doubled ones
+            let mut j = i + 1;
+            loop {
+                match s.get(j) {
+                    None => return false,
+                    Some(&d) if d == c => {
+                        if s.get(j + 1) == Some(&c) {
+                            j += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    Some(_) => j += 1,
+                }
+            }
+            i = j + 1;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// After a v2 default's closing quote at `p`: `}` then `,` or `]`.
+fn v2_default_end_ok(b: &[u8], p: usize) -> bool {
+    let p = skip_ws_at(b, p);
+    if b.get(p) != Some(&b'}') {
+        return false;
+    }
+    let p = skip_ws_at(b, p + 1);
+    match b.get(p) {
+        Some(b']') => true,
+        Some(b',') => b.get(skip_ws_at(b, p + 1)) == Some(&b'{'),
+        _ => false,
+    }
+}
+
+/// After a v1 defaults entry ending at `p`: `,` and the start of another entry, or (for the last entry) `]`
+/// followed by `,"columnvalues"`.
+fn entry_end_ok(b: &[u8], p: usize, last: bool) -> bool {
+    let p = skip_ws_at(b, p);
+    if last {
+        if b.get(p) != Some(&b']') {
+            return false;
+        }
+        // wal2json prints `columnvalues` right after `columndefaults`
+        let p = skip_ws_at(b, p + 1);
+        return match b.get(p) {
+            Some(b',') => b.get(skip_ws_at(b, p + 1)..).is_some_and(|r| r.starts_with(b"\"columnvalues\"")),
+            _ => false,
+        };
+    }
+    if b.get(p) != Some(&b',') {
+        return false;
+    }
+    let p = skip_ws_at(b, p + 1);
+    b.get(p) == Some(&b'"') || b.get(p..).is_some_and(|r| r.starts_with(b"null"))
+}
+
+/// End of the JSON number starting at `i` (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
+#[inline(always)]
+pub(crate) fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let digit = |i: usize| matches!(b.get(i), Some(b'0'..=b'9'));
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            i += 1;
+            while digit(i) {
+                i += 1;
+            }
+        }
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digit(i) {
+            return None;
+        }
+        while digit(i) {
+            i += 1;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digit(i) {
+            return None;
+        }
+        while digit(i) {
+            i += 1;
+        }
+    }
+    Some(i)
+}
+
+/// Whether `s` is exactly one JSON number.
+pub(crate) fn is_json_number(s: &[u8]) -> bool {
+    number_end(s, 0) == Some(s.len())
+}
+
+/// Position of the first `"` or `\` at or after `i`.
+#[inline(always)]
+pub(crate) fn find_quote_or_backslash(b: &[u8], i: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2_find(b, i)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        swar_find(b, i)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sse2_find(b: &[u8], mut i: usize) -> Option<usize> {
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+    // SAFETY: SSE2 is part of the x86_64 baseline. Every load reads exactly the 16 bytes of `chunk`, a
+    // bounds-checked subslice of `b`.
+    unsafe {
+        let q = _mm_set1_epi8(b'"' as i8);
+        let bs = _mm_set1_epi8(b'\\' as i8);
+        while let Some(chunk) = b.get(i..i + 16) {
+            let v = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
+            let m = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)));
+            if m != 0 {
+                return Some(i + m.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+    }
+    swar_find(b, i)
+}
+
+#[inline(always)]
+fn swar_find(b: &[u8], mut i: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        let xq = w ^ (LO * u64::from(b'"'));
+        let xb = w ^ (LO * u64::from(b'\\'));
+        let m = (xq.wrapping_sub(LO) & !xq & HI) | (xb.wrapping_sub(LO) & !xb & HI);
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+fn hex4(b: &[u8], at: usize) -> Option<u32> {
+    let mut v = 0u32;
+    for k in 0..4 {
+        let c = *b.get(at + k)?;
+        let d = (c as char).to_digit(16)?;
+        v = (v << 4) | d;
+    }
+    Some(v)
+}
+
+/// Unescape JSON string content `src` (which starts at payload offset `base`) onto `out`.
+pub(crate) fn unescape(src: &[u8], base: usize, out: &mut Vec<u8>) -> Result<()> {
+    let mut i = 0;
+    while i < src.len() {
+        let j = match src.get(i..).and_then(|r| r.iter().position(|&c| c == b'\\')) {
+            Some(k) => i + k,
+            None => {
+                out.extend_from_slice(src.get(i..).unwrap_or(&[]));
+                return Ok(());
+            }
+        };
+        out.extend_from_slice(src.get(i..j).unwrap_or(&[]));
+        let bad = || Error::decode(base + j, "invalid escape in string");
+        let c = *src.get(j + 1).ok_or_else(bad)?;
+        i = j + 2;
+        let simple = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let hi = hex4(src, j + 2).ok_or_else(bad)?;
+                i = j + 6;
+                let cp = if (0xD800..0xDC00).contains(&hi) {
+                    if src.get(i) != Some(&b'\\') || src.get(i + 1) != Some(&b'u') {
+                        return Err(bad());
+                    }
+                    let lo = hex4(src, i + 2).ok_or_else(bad)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err(bad());
+                    }
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else if (0xDC00..0xE000).contains(&hi) {
+                    return Err(bad());
+                } else {
+                    hi
+                };
+                let ch = char::from_u32(cp).ok_or_else(bad)?;
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            _ => return Err(bad()),
+        };
+        out.push(simple);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn finds_quotes() {
+        let s = b"abcdefghijklmnopqrstuvwxyz\"0123456789";
+        assert_eq!(find_quote_or_backslash(s, 0), Some(26));
+        assert_eq!(swar_find(s, 0), Some(26));
+        for n in 0..40 {
+            let mut v = vec![b'a'; n];
+            v.push(b'\\');
+            v.extend_from_slice(b"xx\"");
+            assert_eq!(find_quote_or_backslash(&v, 0), Some(n));
+            assert_eq!(swar_find(&v, 0), Some(n));
+            assert_eq!(find_quote_or_backslash(&v, n + 1), Some(n + 3));
+        }
+        assert_eq!(find_quote_or_backslash(b"abc", 0), None);
+        assert_eq!(find_quote_or_backslash(b"abc", 10), None);
+    }
+
+    #[test]
+    fn numbers() {
+        for ok in [
+            "0",
+            "-0",
+            "1",
+            "0.0000000001",
+            "123456789012345678901234567890.123456789",
+            "3.4028235e+38",
+            "-9223372036854775808",
+            "1e-300",
+            "1E5",
+        ] {
+            assert!(is_json_number(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "-", "01", "1.", ".5", "1e", "1e+", "+1", "NaN", "1.e5", "--1"] {
+            assert!(!is_json_number(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unescapes() {
+        let mut out = Vec::new();
+        unescape(br#"a\"b\\c\/\b\f\n\r\t\u0001\u00e9\ud83c\udf89"#, 0, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a\"b\\c/\u{8}\u{c}\n\r\t\u{1}é🎉");
+        for bad in [r"\x", r"\u12", r"\ud800", r"\udc00", r"\ud800\u0041", "\\"] {
+            let mut out = Vec::new();
+            assert!(unescape(bad.as_bytes(), 0, &mut out).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn skip_values() {
+        let src = br#"{"a":[1,{"b":"x\"]"},null,true],"c":{}} ,"#;
+        let mut c = Cursor::new(src);
+        c.skip_value().unwrap();
+        assert_eq!(c.rest(), b" ,");
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert!(Cursor::new(deep.as_bytes()).skip_value().is_err());
+        assert!(Cursor::new(b"[1,2").skip_value().is_err());
+    }
+}

@@ -1,0 +1,266 @@
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+//! Format 2: one JSON object per change.
+//!
+//! A single pass over the bytes: keys are matched by their bytes (known keys in any order, unknown keys
+//! skipped), strings are found with [`super::scan`]'s SIMD/SWAR scanner and borrowed when they have no escapes.
+
+use std::borrow::Cow;
+
+use crate::error::Result;
+use crate::lsn::Lsn;
+
+use super::event::{Change, Column, Event, Message, PkColumn, Transaction, Truncate};
+use super::scan::Cursor;
+use super::Scratch;
+
+/// Decode one format 2 payload (the whole input must be one object, optionally surrounded by whitespace).
+pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<Event<'a>> {
+    let obj_start = cur.pos;
+    cur.expect(b'{', "expected '{'")?;
+    let mut action: Option<u8> = None;
+    let mut xid: Option<u64> = None;
+    let mut timestamp: Option<Cow<'a, str>> = None;
+    let mut origin: Option<u32> = None;
+    let mut lsn: Option<Lsn> = None;
+    let mut nextlsn: Option<Lsn> = None;
+    let mut schema: Option<Cow<'a, str>> = None;
+    let mut table: Option<Cow<'a, str>> = None;
+    let mut columns: Option<Vec<Column<'a>>> = None;
+    let mut identity: Option<Vec<Column<'a>>> = None;
+    let mut pk: Option<Vec<PkColumn<'a>>> = None;
+    let mut transactional: Option<bool> = None;
+    let mut prefix: Option<Cow<'a, str>> = None;
+    let mut content: Option<Cow<'a, [u8]>> = None;
+
+    if !cur.eat(b'}') {
+        loop {
+            let key_at = cur.pos;
+            let key = cur.key()?;
+            match key {
+                b"action" => {
+                    let (s, e, _) = cur.string_span()?;
+                    match cur.bytes_range(s, e) {
+                        [a @ (b'B' | b'C' | b'I' | b'U' | b'D' | b'T' | b'M')] => action = Some(*a),
+                        _ => return Err(cur.err_at(s, "unknown action")),
+                    }
+                }
+                b"xid" => xid = cur.opt_u64()?,
+                b"timestamp" => timestamp = cur.opt_string()?,
+                b"origin" => origin = cur.opt_u32()?,
+                b"lsn" => lsn = cur.opt_lsn()?,
+                b"nextlsn" => nextlsn = cur.opt_lsn()?,
+                b"schema" => schema = cur.opt_string()?,
+                b"table" => table = Some(cur.string()?),
+                b"columns" => {
+                    let mut v = scratch.take_columns();
+                    columns_into(cur, &mut v)?;
+                    if let Some(old) = columns.replace(v) {
+                        scratch.put_columns(old);
+                    }
+                }
+                b"identity" => {
+                    let mut v = scratch.take_columns();
+                    columns_into(cur, &mut v)?;
+                    if let Some(old) = identity.replace(v) {
+                        scratch.put_columns(old);
+                    }
+                }
+                b"pk" => {
+                    let mut v = scratch.take_pk();
+                    pk_into(cur, &mut v)?;
+                    if let Some(old) = pk.replace(v) {
+                        scratch.put_pk(old);
+                    }
+                }
+                b"transactional" => transactional = Some(cur.boolean()?),
+                b"prefix" => prefix = Some(cur.string()?),
+                b"content" => content = Some(cur.byte_string()?),
+                // pgrepl's own writer: message content that is not UTF-8
+                b"content_hex" => {
+                    let (s, e, esc) = cur.string_span()?;
+                    if esc {
+                        return Err(cur.err_at(s, "invalid content_hex"));
+                    }
+                    content = Some(Cow::Owned(
+                        hex_decode(cur.bytes_range(s, e)).ok_or_else(|| cur.err_at(s, "invalid content_hex"))?,
+                    ));
+                }
+                _ => {
+                    let _ = key_at;
+                    cur.skip_value()?;
+                }
+            }
+            if cur.eat(b',') {
+                continue;
+            }
+            cur.expect(b'}', "expected ',' or '}'")?;
+            break;
+        }
+    }
+    if !cur.at_end() {
+        return Err(cur.err("trailing characters after the object"));
+    }
+    let missing = |what: &str| cur.err_at(obj_start, what);
+    let ev = match action {
+        Some(a @ (b'B' | b'C')) => {
+            let t = Transaction { xid, lsn, next_lsn: nextlsn, timestamp, origin };
+            if a == b'B' {
+                Event::Begin(t)
+            } else {
+                Event::Commit(t)
+            }
+        }
+        Some(a @ (b'I' | b'U' | b'D')) => {
+            let c = Change {
+                xid,
+                lsn,
+                timestamp,
+                origin,
+                schema,
+                table: table.ok_or_else(|| missing("missing \"table\""))?,
+                columns: columns.unwrap_or_else(|| scratch.take_columns()),
+                identity: identity.unwrap_or_else(|| scratch.take_columns()),
+                pk,
+            };
+            match a {
+                b'I' => Event::Insert(c),
+                b'U' => Event::Update(c),
+                _ => Event::Delete(c),
+            }
+        }
+        Some(b'T') => Event::Truncate(Truncate {
+            xid,
+            lsn,
+            timestamp,
+            origin,
+            schema,
+            table: table.ok_or_else(|| missing("missing \"table\""))?,
+        }),
+        Some(_) => Event::Message(Message {
+            xid,
+            lsn,
+            timestamp,
+            origin,
+            transactional: transactional.ok_or_else(|| missing("missing \"transactional\""))?,
+            prefix: prefix.ok_or_else(|| missing("missing \"prefix\""))?,
+            content: content.ok_or_else(|| missing("missing \"content\""))?,
+        }),
+        None => return Err(missing("missing \"action\"")),
+    };
+    Ok(ev)
+}
+
+/// `[{"name":…,"type":…,"typeoid":…,"value":…,"optional":…,"position":…,"default":…},…]`
+#[inline]
+pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>) -> Result<()> {
+    cur.expect(b'[', "expected '['")?;
+    if cur.eat(b']') {
+        return Ok(());
+    }
+    loop {
+        out.push(column(cur)?);
+        if cur.eat(b',') {
+            continue;
+        }
+        cur.expect(b']', "expected ',' or ']'")?;
+        return Ok(());
+    }
+}
+
+#[inline]
+fn column<'a>(cur: &mut Cursor<'a>) -> Result<Column<'a>> {
+    let start = cur.pos;
+    cur.expect(b'{', "expected '{'")?;
+    let mut col = Column {
+        name: Cow::Borrowed(""),
+        type_name: None,
+        type_oid: None,
+        value: super::Value::Null,
+        optional: None,
+        position: None,
+        default: None,
+    };
+    let mut has_name = false;
+    if !cur.eat(b'}') {
+        loop {
+            match cur.key()? {
+                b"name" => {
+                    col.name = cur.string()?;
+                    has_name = true;
+                }
+                b"type" => col.type_name = Some(cur.type_name()?),
+                b"typeoid" => col.type_oid = Some(cur.i64()?),
+                b"value" => col.value = cur.value()?,
+                b"optional" => col.optional = Some(cur.boolean()?),
+                b"position" => col.position = Some(cur.i32()?),
+                b"default" => col.default = cur.default_v2()?,
+                _ => cur.skip_value()?,
+            }
+            if cur.eat(b',') {
+                continue;
+            }
+            cur.expect(b'}', "expected ',' or '}'")?;
+            break;
+        }
+    }
+    if !has_name {
+        return Err(cur.err_at(start, "column without \"name\""));
+    }
+    Ok(col)
+}
+
+/// `[{"name":…,"type":…,"typeoid":…},…]`
+fn pk_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<PkColumn<'a>>) -> Result<()> {
+    cur.expect(b'[', "expected '['")?;
+    if cur.eat(b']') {
+        return Ok(());
+    }
+    loop {
+        let start = cur.pos;
+        cur.expect(b'{', "expected '{'")?;
+        let mut pk = PkColumn { name: Cow::Borrowed(""), type_name: None, type_oid: None };
+        let mut has_name = false;
+        if !cur.eat(b'}') {
+            loop {
+                match cur.key()? {
+                    b"name" => {
+                        pk.name = cur.string()?;
+                        has_name = true;
+                    }
+                    b"type" => pk.type_name = Some(cur.type_name()?),
+                    b"typeoid" => pk.type_oid = Some(cur.i64()?),
+                    _ => cur.skip_value()?,
+                }
+                if cur.eat(b',') {
+                    continue;
+                }
+                cur.expect(b'}', "expected ',' or '}'")?;
+                break;
+            }
+        }
+        if !has_name {
+            return Err(cur.err_at(start, "pk column without \"name\""));
+        }
+        out.push(pk);
+        if cur.eat(b',') {
+            continue;
+        }
+        cur.expect(b']', "expected ',' or ']'")?;
+        return Ok(());
+    }
+}
+
+fn hex_decode(s: &[u8]) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() / 2);
+    for pair in s.chunks_exact(2) {
+        let mut v = 0u8;
+        for &c in pair {
+            v = (v << 4) | (c as char).to_digit(16)? as u8;
+        }
+        out.push(v);
+    }
+    Some(out)
+}
