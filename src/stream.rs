@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::client::{Client, Conn};
@@ -103,6 +103,9 @@ pub struct StreamConfig {
     pub end: Option<Lsn>,
     /// Messages buffered between the socket and the consumer before reading stops.
     pub buffer_messages: usize,
+    /// Payload bytes buffered between the socket and the consumer before reading stops (a single larger
+    /// message still passes, alone).
+    pub buffer_bytes: usize,
     /// Query `wal_sender_timeout` first and keep the status interval below half of it.
     pub adapt_to_sender_timeout: bool,
 }
@@ -114,12 +117,16 @@ impl Default for StreamConfig {
             idle_advance: true,
             end: None,
             buffer_messages: 4096,
+            buffer_bytes: 4 << 20,
             adapt_to_sender_timeout: true,
         }
     }
 }
 
 struct Shared {
+    /// Byte budget of the buffer: the task takes permits for each message, the consumer gives them back.
+    budget: Semaphore,
+    budget_max: usize,
     acked: AtomicU64,
     flushed: AtomicU64,
     received: AtomicU64,
@@ -163,7 +170,10 @@ impl Client {
         }
         self.start_copy_both(&commands::start_logical(slot, start, options)).await?;
         let (conn, info) = self.into_parts();
+        let budget_max = cfg.buffer_bytes.clamp(1, u32::MAX as usize);
         let shared = Arc::new(Shared {
+            budget: Semaphore::new(budget_max),
+            budget_max,
             acked: AtomicU64::new(start.0),
             flushed: AtomicU64::new(start.0),
             received: AtomicU64::new(start.0),
@@ -195,7 +205,10 @@ impl ReplicationStream {
             return Ok(None);
         }
         match self.rx.recv().await {
-            Some(Ok(x)) => Ok(Some(x)),
+            Some(Ok(x)) => {
+                self.release(&x);
+                Ok(Some(x))
+            }
             Some(Err(e)) => {
                 self.finished = true;
                 Err(e)
@@ -213,13 +226,20 @@ impl ReplicationStream {
             return None;
         }
         match self.rx.try_recv() {
-            Ok(Ok(x)) => Some(Ok(x)),
+            Ok(Ok(x)) => {
+                self.release(&x);
+                Some(Ok(x))
+            }
             Ok(Err(e)) => {
                 self.finished = true;
                 Some(Err(e))
             }
             Err(_) => None,
         }
+    }
+
+    fn release(&self, x: &XLogData) {
+        self.shared.budget.add_permits(x.data.len().clamp(1, self.shared.budget_max));
     }
 
     /// Acknowledge that everything up to `lsn` is durably processed. Monotonic; a lower value is ignored.
@@ -272,6 +292,21 @@ impl Drop for ReplicationStream {
             t.abort();
         }
     }
+}
+
+/// Room for one message of `len` bytes: a channel slot and `len` bytes of the budget (taken for good; the
+/// consumer gives them back when it receives the message).
+async fn reserve<'a>(
+    tx: &'a mpsc::Sender<Result<XLogData>>,
+    shared: &Shared,
+    len: usize,
+) -> Option<mpsc::Permit<'a, Result<XLogData>>> {
+    let n = len.clamp(1, shared.budget_max);
+    // Cancel-safe: if this future is dropped while waiting for the channel, `bytes` goes back to the budget.
+    let bytes = shared.budget.acquire_many(u32::try_from(n).unwrap_or(u32::MAX)).await.ok()?;
+    let p = tx.reserve().await.ok()?;
+    bytes.forget();
+    Some(p)
 }
 
 struct StreamTask<C> {
@@ -387,10 +422,10 @@ impl<C: TxnClassifier> StreamTask<C> {
                         let deadline = self.deadline();
                         let shared = self.shared.clone();
                         tokio::select! {
-                            permit = tx.reserve() => {
+                            permit = reserve(&tx, &self.shared, x.data.len()) => {
                                 match permit {
-                                    Ok(p) => { p.send(Ok(x)); break; }
-                                    Err(_) => return Ok(true), // the consumer is gone
+                                    Some(p) => { p.send(Ok(x)); break; }
+                                    None => return Ok(true), // the consumer is gone
                                 }
                             }
                             _ = tokio::time::sleep_until(deadline) => self.send_status(false).await?,
