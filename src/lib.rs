@@ -10,12 +10,15 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
+pub mod changes;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod lsn;
 pub mod proto;
 pub mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wal2json;
 
 #[cfg(feature = "cluster")]

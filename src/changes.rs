@@ -1,0 +1,487 @@
+//! Typed wal2json change events on top of the replication stream, with resume, reconnect and replay filtering.
+//!
+//! [`ChangeStream`] connects, checks the slot, starts streaming from the position the application last
+//! acknowledged (or the slot's `confirmed_flush_lsn` when none is stored), and hands out one [`Payload`] at a
+//! time; [`Payload::events`] decodes it into [`Event`](crate::wal2json::Event)s that borrow the payload.
+//! Acknowledge a transaction once it is stored ([`Payload::ack`] on the payload that ends it, or
+//! [`ChangeStream::ack`] with its commit LSN): only acknowledged positions are ever confirmed to the server, and
+//! a reconnect resumes from there.
+//!
+//! Delivery is at-least-once on the wire and once as far as the application can tell: after a reconnect,
+//! transactions whose commit LSN is at or below the acknowledged position are dropped before the application
+//! sees them (this needs wal2json's `include-lsn`, which is on by default here).
+//!
+//! React to each insert with its table and row:
+//!
+//! ```no_run
+//! use pgrepl::changes::{ChangeStream, ChangeStreamConfig};
+//! use pgrepl::wal2json::Event;
+//!
+//! # async fn run() -> pgrepl::Result<()> {
+//! let cfg = ChangeStreamConfig::new("dbname=app replication=database", "my_slot")?.create_slot(true);
+//! let mut changes = ChangeStream::connect(cfg).await?;
+//! while let Some(mut payload) = changes.next().await? {
+//!     for event in payload.events()? {
+//!         if let Event::Insert(row) = event? {
+//!             println!("{}: {:?}", row.table, row.columns);
+//!         }
+//!     }
+//!     payload.ack(); // acknowledges when this payload ends a transaction
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::lsn::Lsn;
+use crate::proto::commands::{quote_sql_literal, CreateSlot, SnapshotAction};
+use crate::proto::replication::XLogData;
+use crate::stream::{ReplicationStream, StreamConfig};
+use crate::wal2json::{self, AnyDecoder, Boundary, Event, Events};
+
+/// Something the stream did that the application may want to know (reconnects, replays, slot state).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StreamEvent {
+    /// Streaming started from `start` (0/0: the slot's confirmed_flush_lsn).
+    Started {
+        /// The position asked for.
+        start: Lsn,
+    },
+    /// The connection was lost.
+    Disconnected {
+        /// Why.
+        cause: String,
+    },
+    /// A reconnect attempt will be made after `wait`.
+    Retrying {
+        /// Attempt number (1-based).
+        attempt: u32,
+        /// Backoff before it.
+        wait: Duration,
+        /// What failed.
+        cause: String,
+    },
+    /// The slot has confirmed more than the application's stored position: acknowledged data was lost
+    /// downstream (or the stored position is stale). Streaming continues from the slot's position.
+    SlotAhead {
+        /// The position the application asked to resume from.
+        stored: Lsn,
+        /// The slot's confirmed_flush_lsn.
+        confirmed: Lsn,
+    },
+    /// A transaction the application had already acknowledged was sent again and dropped.
+    ReplayDropped {
+        /// Its commit (end) LSN.
+        commit_lsn: Lsn,
+    },
+    /// The slot did not exist and was created.
+    SlotCreated {
+        /// Its consistent point.
+        at: Lsn,
+    },
+}
+
+/// Reconnect policy: exponential backoff with jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct Reconnect {
+    /// Reconnect at all.
+    pub enabled: bool,
+    /// First wait.
+    pub initial: Duration,
+    /// Largest wait.
+    pub max: Duration,
+    /// Give up after this many consecutive failed attempts (`None`: never).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            enabled: true,
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+            max_attempts: None,
+        }
+    }
+}
+
+impl Reconnect {
+    /// The wait before attempt `n` (1-based): `initial · 2^(n-1)`, capped at `max`, with ±25 % jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max);
+        let mut r = [0u8; 2];
+        let frac = if getrandom::getrandom(&mut r).is_ok() { f64::from(u16::from_le_bytes(r)) / 65535.0 } else { 0.5 };
+        base.mul_f64(0.75 + 0.5 * frac)
+    }
+}
+
+/// Settings of a [`ChangeStream`].
+#[derive(Clone)]
+pub struct ChangeStreamConfig {
+    /// Connection settings (`replication=database` is added when missing).
+    pub config: Config,
+    /// Slot name.
+    pub slot: String,
+    /// Create the slot (wal2json, permanent) when it does not exist.
+    pub create_slot: bool,
+    /// wal2json options. Defaults: format-version 2, include-xids, include-timestamp, include-lsn.
+    pub options: Vec<(String, Option<String>)>,
+    /// The acknowledged position stored by the application (0/0: use the slot's confirmed_flush_lsn).
+    pub start: Lsn,
+    /// Stream settings (status interval, idle advance, end position, buffer).
+    pub stream: StreamConfig,
+    /// Reconnect policy.
+    pub reconnect: Reconnect,
+    /// Called for every [`StreamEvent`].
+    pub on_event: Option<Arc<dyn Fn(&StreamEvent) + Send + Sync>>,
+}
+
+impl fmt::Debug for ChangeStreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeStreamConfig")
+            .field("config", &self.config)
+            .field("slot", &self.slot)
+            .field("options", &self.options)
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+fn opt(k: &str, v: &str) -> (String, Option<String>) {
+    (k.to_string(), Some(v.to_string()))
+}
+
+impl ChangeStreamConfig {
+    /// Settings from a connection string (environment and `.pgpass` applied, as libpq does) and a slot name.
+    pub fn new(conninfo: &str, slot: &str) -> Result<Self> {
+        let mut config = Config::from_str_with_std_env(conninfo)?;
+        if config.replication.is_none() {
+            config.replication = Some("database".into());
+        }
+        Ok(ChangeStreamConfig {
+            config,
+            slot: slot.to_string(),
+            create_slot: false,
+            options: vec![
+                opt("format-version", "2"),
+                opt("include-xids", "1"),
+                opt("include-timestamp", "1"),
+                opt("include-lsn", "1"),
+            ],
+            start: Lsn::INVALID,
+            stream: StreamConfig::default(),
+            reconnect: Reconnect::default(),
+            on_event: None,
+        })
+    }
+    /// Create the slot when missing.
+    pub fn create_slot(mut self, yes: bool) -> Self {
+        self.create_slot = yes;
+        self
+    }
+    /// Resume from this acknowledged position.
+    pub fn start(mut self, lsn: Lsn) -> Self {
+        self.start = lsn;
+        self
+    }
+    /// Add or replace a wal2json option.
+    pub fn option(mut self, name: &str, value: Option<&str>) -> Self {
+        self.options.retain(|(k, _)| k != name);
+        self.options.push((name.to_string(), value.map(str::to_string)));
+        self
+    }
+    /// Observe reconnects, replays and slot state.
+    pub fn on_event(mut self, f: impl Fn(&StreamEvent) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(f));
+        self
+    }
+}
+
+/// A resilient stream of wal2json payloads, decoded on demand into typed events.
+pub struct ChangeStream {
+    cfg: ChangeStreamConfig,
+    stream: Option<ReplicationStream>,
+    decoder: AnyDecoder,
+    probe: AnyDecoder,
+    current: Option<XLogData>,
+    /// What the application acknowledged (monotonic); where a reconnect resumes.
+    acked: Lsn,
+    /// Dropping a replayed transaction until its end.
+    skipping: bool,
+    /// A transaction is open (between its Begin and Commit payloads).
+    open: bool,
+    ended: bool,
+}
+
+impl fmt::Debug for ChangeStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeStream").field("slot", &self.cfg.slot).field("acked", &self.acked).finish_non_exhaustive()
+    }
+}
+
+impl ChangeStream {
+    /// Connect and start streaming. Connection failures on this first attempt are retried like later ones when
+    /// they are transient (server starting up, connection refused); anything else is returned at once.
+    pub async fn connect(cfg: ChangeStreamConfig) -> Result<ChangeStream> {
+        let acked = cfg.start;
+        let mut s = ChangeStream {
+            cfg,
+            stream: None,
+            decoder: AnyDecoder::new(),
+            probe: AnyDecoder::new(),
+            current: None,
+            acked,
+            skipping: false,
+            open: false,
+            ended: false,
+        };
+        s.reconnect().await?;
+        Ok(s)
+    }
+
+    fn emit(&self, ev: StreamEvent) {
+        if let Some(f) = &self.cfg.on_event {
+            f(&ev);
+        }
+    }
+
+    async fn open(&mut self) -> Result<ReplicationStream> {
+        let mut client = Client::connect(&self.cfg.config).await?;
+        let q = format!(
+            "SELECT confirmed_flush_lsn, wal_status, plugin FROM pg_replication_slots WHERE slot_name = {}",
+            quote_sql_literal(&self.cfg.slot)
+        );
+        let r = client.simple_query(&q).await?;
+        let row = r.first().and_then(|r| r.rows.first()).cloned();
+        match row {
+            None if self.cfg.create_slot => {
+                let info = client
+                    .create_replication_slot(&CreateSlot {
+                        slot: self.cfg.slot.clone(),
+                        plugin: "wal2json".into(),
+                        temporary: false,
+                        snapshot: SnapshotAction::NoExport,
+                        two_phase: false,
+                    })
+                    .await?;
+                self.emit(StreamEvent::SlotCreated { at: info.consistent_point });
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::SlotInvalid,
+                    format!("replication slot \"{}\" does not exist", self.cfg.slot),
+                ))
+            }
+            Some(cols) => {
+                let get = |i: usize| cols.get(i).cloned().flatten();
+                if get(1).as_deref() == Some("lost") {
+                    return Err(Error::new(
+                        ErrorKind::SlotInvalid,
+                        format!(
+                            "replication slot \"{}\" is invalidated (wal_status lost): the WAL it needs is gone",
+                            self.cfg.slot
+                        ),
+                    ));
+                }
+                if let Some(p) = get(2) {
+                    if p != "wal2json" {
+                        return Err(Error::new(
+                            ErrorKind::SlotInvalid,
+                            format!("replication slot \"{}\" uses plugin {p}, not wal2json", self.cfg.slot),
+                        ));
+                    }
+                }
+                if let Some(confirmed) = get(0).and_then(|s| Lsn::parse(&s).ok()) {
+                    if !self.acked.is_invalid() && confirmed > self.acked {
+                        self.emit(StreamEvent::SlotAhead { stored: self.acked, confirmed });
+                    }
+                }
+            }
+        }
+        let start = self.acked;
+        let stream =
+            client.start_replication(&self.cfg.slot, start, &self.cfg.options, self.cfg.stream.clone()).await?;
+        self.emit(StreamEvent::Started { start });
+        Ok(stream)
+    }
+
+    async fn reconnect(&mut self) -> Result<()> {
+        let mut attempt = 0u32;
+        loop {
+            match self.open().await {
+                Ok(s) => {
+                    self.stream = Some(s);
+                    self.decoder.reset();
+                    self.skipping = false;
+                    self.open = false;
+                    return Ok(());
+                }
+                Err(e) => {
+                    attempt += 1;
+                    let give_up = !self.cfg.reconnect.enabled
+                        || !e.is_retryable()
+                        || self.cfg.reconnect.max_attempts.is_some_and(|m| attempt > m);
+                    if give_up {
+                        return Err(e);
+                    }
+                    let wait = self.cfg.reconnect.backoff(attempt);
+                    self.emit(StreamEvent::Retrying { attempt, wait, cause: e.to_string() });
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// The next payload, after reconnecting if the connection was lost. `Ok(None)` when the end position was
+    /// reached.
+    pub async fn next(&mut self) -> Result<Option<Payload<'_>>> {
+        self.current = None;
+        loop {
+            if self.ended {
+                return Ok(None);
+            }
+            if self.stream.is_none() {
+                self.reconnect().await?;
+            }
+            let Some(stream) = self.stream.as_mut() else { continue };
+            let x = match stream.next().await {
+                Ok(Some(x)) => x,
+                Ok(None) => {
+                    self.ended = true;
+                    return Ok(None);
+                }
+                Err(e) if e.is_retryable() && self.cfg.reconnect.enabled => {
+                    self.emit(StreamEvent::Disconnected { cause: e.to_string() });
+                    self.stream = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let b = wal2json::boundary_after(&x.data)?;
+            if self.is_replay(&x, b)? {
+                continue;
+            }
+            match b {
+                Boundary::Begin => self.open = true,
+                Boundary::Commit => self.open = false,
+                Boundary::Inside | Boundary::Standalone => {}
+            }
+            self.current = Some(x);
+            break;
+        }
+        let ends = !self.open;
+        match (&self.current, self.stream.as_ref()) {
+            (Some(data), Some(stream)) => {
+                Ok(Some(Payload { data, decoder: &mut self.decoder, stream, acked: &mut self.acked, ends }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether `x` belongs to a transaction the application already acknowledged (dropped, with an event).
+    fn is_replay(&mut self, x: &XLogData, b: Boundary) -> Result<bool> {
+        if self.acked.is_invalid() {
+            return Ok(false);
+        }
+        if self.skipping {
+            if matches!(b, Boundary::Commit) {
+                self.skipping = false;
+            }
+            return Ok(true);
+        }
+        match b {
+            Boundary::Begin => {
+                // the commit LSN is on the Begin (format 2 B / format 1 chunk header with include-lsn)
+                self.probe.reset();
+                let mut commit = None;
+                if let Some(Ok(Event::Begin(t))) = self.probe.feed(&x.data)?.next() {
+                    commit = t.next_lsn;
+                }
+                self.probe.reset();
+                if let Some(c) = commit {
+                    if c <= self.acked {
+                        self.skipping = true;
+                        self.emit(StreamEvent::ReplayDropped { commit_lsn: c });
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            // a whole format 1 transaction or a non-transactional message: its own LSN
+            Boundary::Commit | Boundary::Standalone if !x.wal_start.is_invalid() && x.wal_start <= self.acked => {
+                if matches!(b, Boundary::Commit) {
+                    self.emit(StreamEvent::ReplayDropped { commit_lsn: x.wal_start });
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Acknowledge everything up to `lsn` (a transaction's commit LSN once it is stored). Monotonic.
+    pub fn ack(&mut self, lsn: Lsn) {
+        self.acked = self.acked.max(lsn);
+        if let Some(s) = &self.stream {
+            s.ack(lsn);
+        }
+    }
+
+    /// What the application acknowledged.
+    pub fn acked(&self) -> Lsn {
+        self.acked
+    }
+
+    /// Stop cleanly (final status update with the acknowledged position) and close the connection.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(s) = self.stream.take() {
+            s.stop().await?.close().await?;
+        }
+        Ok(())
+    }
+}
+
+/// One payload from a [`ChangeStream`].
+pub struct Payload<'s> {
+    data: &'s XLogData,
+    decoder: &'s mut AnyDecoder,
+    stream: &'s ReplicationStream,
+    acked: &'s mut Lsn,
+    ends: bool,
+}
+
+impl<'s> Payload<'s> {
+    /// The payload's WAL position (`dataStart`; for the payload that ends a transaction, its commit LSN).
+    pub fn lsn(&self) -> Lsn {
+        self.data.wal_start
+    }
+    /// The raw wal2json bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data.data
+    }
+    /// The raw XLogData.
+    pub fn xlogdata(&self) -> &XLogData {
+        self.data
+    }
+    /// Decode the payload into events (zero or more; one for format 2).
+    pub fn events(&mut self) -> Result<Events<'_, 's>> {
+        self.decoder.feed(&self.data.data)
+    }
+    /// Whether this payload ends a transaction (a `C`, the end of a format 1 transaction) or stands alone.
+    pub fn ends_transaction(&self) -> bool {
+        self.ends
+    }
+    /// Acknowledge this payload's LSN when it ends a transaction (otherwise nothing: a half transaction is
+    /// never confirmed). Call after the transaction is stored.
+    pub fn ack(&mut self) {
+        if self.ends_transaction() && !self.data.wal_start.is_invalid() {
+            *self.acked = (*self.acked).max(self.data.wal_start);
+            self.stream.ack(self.data.wal_start);
+        }
+    }
+}

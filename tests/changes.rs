@@ -1,0 +1,151 @@
+//! The typed-event ChangeStream against a real server: decoded inserts, acknowledgement of commits, reconnect
+//! after the walsender is terminated with each transaction delivered once, slot-ahead reporting, and an
+//! invalidated slot as a fatal error.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgrepl::changes::{ChangeStream, ChangeStreamConfig, StreamEvent};
+use pgrepl::cluster::{ClusterOptions, TempCluster};
+use pgrepl::wal2json::{Event, Value};
+use pgrepl::{ErrorKind, Lsn};
+
+fn cfg(c: &TempCluster, slot: &str) -> ChangeStreamConfig {
+    ChangeStreamConfig::new(&c.conninfo(c.superuser(), "postgres"), slot).unwrap()
+}
+
+fn confirmed(c: &TempCluster, slot: &str) -> Lsn {
+    let s = c
+        .psql("postgres", &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name='{slot}'"))
+        .unwrap();
+    Lsn::parse(s.trim()).unwrap()
+}
+
+/// Reads transactions (id values of inserts into `t`) until `n` commits, acknowledging each commit.
+async fn read_txns(s: &mut ChangeStream, n: usize) -> Vec<Vec<i64>> {
+    let mut txns = vec![];
+    let mut cur = vec![];
+    while txns.len() < n {
+        let mut p =
+            tokio::time::timeout(Duration::from_secs(60), s.next()).await.expect("timely").expect("ok").expect("open");
+        let mut commit = false;
+        for ev in p.events().unwrap() {
+            match ev.unwrap() {
+                Event::Insert(row) => {
+                    assert_eq!(row.table, "t");
+                    let id = row.columns.iter().find(|c| c.name == "id").unwrap();
+                    assert!(matches!(id.value, Value::Number(_)), "{:?}", id.value);
+                    cur.push(id.value.as_i64().unwrap());
+                }
+                Event::Commit(_) => commit = true,
+                _ => {}
+            }
+        }
+        if commit {
+            txns.push(std::mem::take(&mut cur));
+            p.ack();
+        }
+    }
+    txns
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_inserts_and_acknowledged_commits() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql("postgres", "CREATE TABLE t(id bigint PRIMARY KEY, name text)").unwrap();
+    let mut s = ChangeStream::connect(cfg(&c, "typed").create_slot(true)).await.unwrap();
+    c.psql("postgres", "INSERT INTO t VALUES (1, 'a'), (2, 'b'); INSERT INTO t VALUES (3, E'c\\n\"q\"')").unwrap();
+    let txns = read_txns(&mut s, 2).await;
+    assert_eq!(txns, vec![vec![1, 2], vec![3]]);
+    let acked = s.acked();
+    s.stop().await.unwrap();
+    assert_eq!(confirmed(&c, "typed"), acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_the_walsender_is_terminated_and_delivers_each_transaction_once() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql("postgres", "CREATE TABLE t(id bigint PRIMARY KEY)").unwrap();
+    let events = Arc::new(Mutex::new(Vec::<StreamEvent>::new()));
+    let ev2 = events.clone();
+    let config = cfg(&c, "recon").create_slot(true).on_event(move |e| ev2.lock().unwrap().push(e.clone()));
+    let mut s = ChangeStream::connect(config).await.unwrap();
+    let mut all = vec![];
+    for round in 0..5i64 {
+        for k in 0..10i64 {
+            let id = round * 100 + k;
+            c.psql("postgres", &format!("INSERT INTO t VALUES ({id}), ({})", id + 50)).unwrap();
+        }
+        all.extend(read_txns(&mut s, 10).await);
+        c.psql("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name <> 'x'")
+            .unwrap();
+    }
+    // one more after the last termination
+    c.psql("postgres", "INSERT INTO t VALUES (9999), (9998)").unwrap();
+    all.extend(read_txns(&mut s, 1).await);
+    let mut expected: Vec<Vec<i64>> =
+        (0..5i64).flat_map(|r| (0..10i64).map(move |k| vec![r * 100 + k, r * 100 + k + 50])).collect();
+    expected.push(vec![9999, 9998]);
+    assert_eq!(all, expected, "every transaction once, in commit order");
+    let ev = events.lock().unwrap();
+    let disconnects = ev.iter().filter(|e| matches!(e, StreamEvent::Disconnected { .. })).count();
+    assert!(disconnects >= 4, "{ev:?}");
+    drop(ev);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_ahead_of_the_stored_position_is_reported() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql("postgres", "CREATE TABLE t(id bigint PRIMARY KEY)").unwrap();
+    let mut s = ChangeStream::connect(cfg(&c, "ahead").create_slot(true)).await.unwrap();
+    let stored = s.acked();
+    c.psql("postgres", "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)").unwrap();
+    let first = read_txns(&mut s, 1).await;
+    assert_eq!(first, vec![vec![1]]);
+    s.stop().await.unwrap();
+    let slot = confirmed(&c, "ahead");
+    // An application whose store lost the acknowledgement resumes from an older position.
+    let older = Lsn(slot.0 - 1);
+    assert!(stored < slot);
+    let events = Arc::new(Mutex::new(Vec::<StreamEvent>::new()));
+    let ev2 = events.clone();
+    let config = cfg(&c, "ahead").start(older).on_event(move |e| ev2.lock().unwrap().push(e.clone()));
+    let mut s = ChangeStream::connect(config).await.unwrap();
+    assert!(
+        events.lock().unwrap().iter().any(
+            |e| matches!(e, StreamEvent::SlotAhead { stored, confirmed } if *stored == older && *confirmed == slot)
+        ),
+        "{:?}",
+        events.lock().unwrap()
+    );
+    // streaming continues from the slot: transaction 2
+    assert_eq!(read_txns(&mut s, 1).await, vec![vec![2]]);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidated_slot_is_fatal() {
+    let c = TempCluster::start(ClusterOptions {
+        extra_conf: vec![
+            "max_slot_wal_keep_size = 2MB".into(),
+            "max_wal_size = 32MB".into(),
+            "min_wal_size = 2MB".into(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    c.psql("postgres", "SELECT pg_create_logical_replication_slot('lost', 'wal2json'); CREATE TABLE pad(x text)")
+        .unwrap();
+    for _ in 0..8 {
+        c.psql("postgres", "INSERT INTO pad SELECT repeat('x', 1000) FROM generate_series(1, 2000); SELECT pg_switch_wal(); CHECKPOINT;").unwrap();
+    }
+    let status = c.psql("postgres", "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lost'").unwrap();
+    assert_eq!(status, "lost", "the test setup must invalidate the slot");
+    let err = ChangeStream::connect(cfg(&c, "lost")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SlotInvalid, "{err}");
+    assert!(!err.is_retryable());
+    // a missing slot is not retried either
+    let err = ChangeStream::connect(cfg(&c, "missing")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SlotInvalid, "{err}");
+}
