@@ -23,7 +23,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, ChannelBindingMode};
 use crate::config::{Config, Host};
 use crate::error::{DbError, Error, ErrorKind, Result};
 use crate::lsn::Lsn;
@@ -39,13 +39,16 @@ fn default_notice_handler() -> NoticeHandler {
     Arc::new(|n: &DbError| eprintln!("{}:  {}", n.severity, n.message))
 }
 
-/// A TCP or Unix-domain socket.
+/// A TCP or Unix-domain socket, or TLS over TCP.
 #[derive(Debug)]
 pub enum Socket {
     /// TCP.
     Tcp(TcpStream),
     /// Unix-domain socket.
     Unix(UnixStream),
+    /// TLS over TCP (see [`crate::tls`]).
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl AsyncRead for Socket {
@@ -53,6 +56,8 @@ impl AsyncRead for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -62,18 +67,24 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
             Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -247,6 +258,29 @@ impl Client {
         port: u16,
         notice: NoticeHandler,
     ) -> Result<Client> {
+        #[cfg(not(feature = "tls"))]
+        return Self::connect_attempt(cfg, host_index, host, port, notice).await;
+        // sslmode=allow and prefer may follow a failed attempt with one the other way, as libpq does.
+        #[cfg(feature = "tls")]
+        {
+            let mut plan = crate::tls::Plan::new(cfg, host);
+            loop {
+                match Self::connect_attempt(cfg, host_index, host, port, notice.clone(), &mut plan).await {
+                    Err(e) if plan.retry_after(&e) => {}
+                    r => return r,
+                }
+            }
+        }
+    }
+
+    async fn connect_attempt(
+        cfg: &Config,
+        host_index: usize,
+        host: &Host,
+        port: u16,
+        notice: NoticeHandler,
+        #[cfg(feature = "tls")] plan: &mut crate::tls::Plan,
+    ) -> Result<Client> {
         let sock = match host {
             Host::Tcp(h) => {
                 let s = TcpStream::connect((h.as_str(), port))
@@ -263,6 +297,19 @@ impl Client {
                 Socket::Unix(s)
             }
         };
+        // TLS (or not) before anything else is sent: SSLRequest and the handshake, per sslmode.
+        #[cfg(feature = "tls")]
+        let (sock, tls) = plan.negotiate(cfg, host, port, sock).await?;
+        #[cfg(not(feature = "tls"))]
+        let tls = match host {
+            Host::Tcp(_) if cfg.sslmode.requires_tls() => {
+                return Err(Error::new(
+                    ErrorKind::Tls,
+                    format!("sslmode={} needs TLS, but pgrepl was built without the `tls` feature", cfg.sslmode),
+                ))
+            }
+            _ => None,
+        };
         let mut conn = Conn {
             sock,
             rbuf: BytesMut::with_capacity(64 * 1024),
@@ -271,13 +318,9 @@ impl Client {
             notice,
         };
         let nonce = crate::auth::scram::random_nonce()?;
-        let auth = Authenticator::new(
-            cfg.user.as_bytes(),
-            cfg.password_for(host_index),
-            cfg.require_auth.clone(),
-            None,
-            nonce,
-        );
+        let auth =
+            Authenticator::new(cfg.user.as_bytes(), cfg.password_for(host_index), cfg.require_auth.clone(), tls, nonce)
+                .with_channel_binding(ChannelBindingMode::parse(cfg.channel_binding.as_str())?);
         let mut params: Vec<(&str, &str)> = vec![("user", &cfg.user), ("database", &cfg.dbname)];
         if let Some(r) = &cfg.replication {
             params.push(("replication", r));

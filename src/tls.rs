@@ -1,0 +1,1117 @@
+//! TLS for server connections (feature `tls`): rustls with the *ring* provider, libpq's `sslmode` meanings,
+//! a hardened SSLRequest exchange, and the `tls-server-end-point` data for SCRAM-SHA-256-PLUS.
+//!
+//! [`crate::client::Client::connect`] uses this module; nothing here needs calling directly, except the
+//! channel-binding helpers ([`server_end_point_hash`], [`EndPointHash`]) which are public for tests and tools.
+//!
+//! # `sslmode`, as libpq (16) reads it
+//!
+//! | `sslmode` | SSLRequest answered `S` | answered `N` | server error during startup |
+//! |---|---|---|---|
+//! | `disable` | (no SSLRequest: plaintext) | | |
+//! | `allow` | (first attempt plaintext, no SSLRequest) | | retry once with TLS (`require`'s rules) |
+//! | `prefer` (default) | TLS | plaintext on the same connection | over TLS: retry once in plaintext |
+//! | `require` | TLS | fail | fail |
+//! | `verify-ca` | TLS, chain verified | fail | fail |
+//! | `verify-full` | TLS, chain and host name verified | fail | fail |
+//!
+//! - The server certificate is verified against `sslrootcert` (a PEM file; default `~/.postgresql/root.crt`
+//!   when that exists) whenever one is there, also with `allow`/`prefer`/`require` (libpq does the same:
+//!   `require` with a root certificate behaves like `verify-ca`). `verify-ca`/`verify-full` without one fail.
+//!   `sslrootcert=system` uses the platform's trust store (through `rustls-native-certs`, which reads what
+//!   OpenSSL would: `SSL_CERT_FILE`/`SSL_CERT_DIR` or the distribution's bundle) and makes `verify-full` the
+//!   default (the configuration refuses weaker modes with it, as libpq 16).
+//! - `verify-full` checks the host name against the certificate's subject alternative names: DNS names, and
+//!   IP addresses for an IP host. Unlike libpq, the subject's CN is never used as a fallback (webpki follows
+//!   RFC 6125 here); certificates made in the last decade all carry SANs.
+//! - With `prefer`, a failed TLS handshake (or a server error during startup over TLS) is followed by one
+//!   plaintext attempt, as libpq does — `prefer` never protected against an active attacker, who can simply
+//!   answer `N`. With `channel_binding=require` there is no plaintext retry, since it could not succeed.
+//! - Unix-domain sockets never use TLS, whatever `sslmode` says (libpq skips SSLRequest on them too; the
+//!   server would answer `N`).
+//! - Client certificates: `sslcert`/`sslkey` (PEM; default `~/.postgresql/postgresql.crt` and `.key`, used
+//!   when the certificate file exists). The key file must not be readable by group or others (0600), or
+//!   0640 when owned by root — libpq's rule. Encrypted keys (`sslpassword`) are not supported.
+//! - `sslsni` (default on) sends the host name as SNI, never for an IP address.
+//! - ALPN `postgresql` is offered on every TLS connection (libpq 17 does the same; older servers ignore it).
+//!
+//! # SSLRequest hardening (security checklist item 5)
+//!
+//! After SSLRequest exactly one byte is read. `S`: TLS starts, and any byte the server sent after the `S`
+//! before our ClientHello is an attack (CVE-2021-23222, data injected to be read as if it came over TLS), so
+//! the connection fails. `N`: plaintext, only where `sslmode` allows it. `E`: the server (or someone in the
+//! middle) sent an error before any authentication; its text is not read or shown (CVE-2024-10977) and the
+//! connection fails, never falling back to plaintext. Any other byte is a protocol error.
+//!
+//! `sslnegotiation=direct` (libpq 17, PostgreSQL 17 servers) skips SSLRequest: the TLS ClientHello is the
+//! first thing sent, with ALPN `postgresql`, and the server must select that protocol. The configuration only
+//! accepts it with `sslmode=require` or stronger, as libpq.
+//!
+//! # Channel binding
+//!
+//! [`server_end_point_hash`] computes RFC 5929's `tls-server-end-point` data from the server certificate:
+//! its hash with the certificate signature's hash function, SHA-256 for MD5 and SHA-1 signatures, as
+//! PostgreSQL does (OpenSSL's `X509_get_signature_info`). RSA-PSS signatures use the hash named in their
+//! parameters. Ed25519/Ed448 (and unknown algorithms) have none: SCRAM-SHA-256-PLUS is then impossible and
+//! [`crate::auth::Authenticator`] refuses it (security checklist item 14). The signature algorithm is read
+//! with a tiny bounds-checked DER walk ([`signature_algorithm`]): no X.509 crate is needed for three fields.
+//!
+//! # Why *ring*
+//!
+//! rustls's two providers both build here, but *ring* needs only a C compiler (its C/assembly is small and
+//! builds in seconds), while aws-lc-rs compiles the whole AWS-LC library (about three times longer, more disk,
+//! and a CMake fallback on some platforms). pgrepl uses TLS for a handful of connections, so *ring*'s speed is
+//! ample; FIPS is not a goal.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, Resumption, WebPkiServerVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::auth::TlsInfo;
+use crate::client::Socket;
+use crate::config::{ChannelBinding, Config, Host, SslMode, SslNegotiation};
+use crate::error::{Error, ErrorKind, Result};
+use crate::proto::frontend;
+
+/// The ALPN protocol name PostgreSQL registered (and PostgreSQL 17 requires with direct TLS).
+pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Connection attempts
+// ---------------------------------------------------------------------------------------------------------------
+
+/// How one connection attempt uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// No TLS: `disable`, `allow`'s first attempt, `prefer`'s fallback, Unix sockets.
+    Plain,
+    /// SSLRequest; TLS on `S`, plaintext on `N` (`prefer`).
+    Preferred,
+    /// SSLRequest; TLS on `S`, failure otherwise (`require`, `verify-*`, `allow`'s retry).
+    Required,
+    /// The TLS handshake straight away, with ALPN (`sslnegotiation=direct`).
+    Direct,
+}
+
+/// The TLS side of connecting to one host: how the next attempt starts, and whether a failed attempt is
+/// followed by one the other way (`sslmode=allow` and `prefer`, as libpq).
+///
+/// [`Plan::negotiate`] runs after the socket is connected and before the StartupMessage; when the attempt
+/// fails, [`Plan::retry_after`] says whether to connect again.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    mode: SslMode,
+    attempt: Attempt,
+    binding_required: bool,
+    retried: bool,
+    /// This attempt completed a TLS handshake.
+    used_tls: bool,
+    /// This attempt's TLS handshake failed.
+    handshake_failed: bool,
+}
+
+impl Plan {
+    /// The plan for `host` under `cfg`'s `sslmode` and `sslnegotiation`.
+    pub(crate) fn new(cfg: &Config, host: &Host) -> Plan {
+        let attempt = match (host, cfg.sslmode) {
+            (Host::Unix(_), _) | (_, SslMode::Disable | SslMode::Allow) => Attempt::Plain,
+            (_, SslMode::Prefer) => Attempt::Preferred,
+            _ if cfg.sslnegotiation == SslNegotiation::Direct => Attempt::Direct,
+            _ => Attempt::Required,
+        };
+        Plan {
+            mode: cfg.sslmode,
+            attempt,
+            binding_required: cfg.channel_binding == ChannelBinding::Require,
+            retried: false,
+            used_tls: false,
+            handshake_failed: false,
+        }
+    }
+
+    /// Start TLS on a freshly connected socket as this attempt says, before anything else is sent. Returns the
+    /// socket to use (TLS or the plain one) and, for TLS, what the authenticator needs for channel binding.
+    pub(crate) async fn negotiate(
+        &mut self,
+        cfg: &Config,
+        host: &Host,
+        port: u16,
+        sock: Socket,
+    ) -> Result<(Socket, Option<TlsInfo>)> {
+        self.used_tls = false;
+        self.handshake_failed = false;
+        let (mut tcp, name) = match (sock, host) {
+            (Socket::Tcp(tcp), Host::Tcp(name)) => (tcp, name.as_str()),
+            (sock, _) => return Ok((sock, None)),
+        };
+        let endpoint = || describe(name, port);
+        match self.attempt {
+            Attempt::Plain => Ok((Socket::Tcp(tcp), None)),
+            Attempt::Direct => {
+                let setup = TlsSetup::new(cfg, name)?;
+                self.handshake(setup, tcp, true, &endpoint()).await
+            }
+            Attempt::Preferred | Attempt::Required => match ssl_request(&mut tcp, &endpoint()).await? {
+                SslAnswer::Tls => {
+                    let setup = TlsSetup::new(cfg, name)?;
+                    self.handshake(setup, tcp, false, &endpoint()).await
+                }
+                SslAnswer::Plain if self.attempt == Attempt::Preferred => Ok((Socket::Tcp(tcp), None)),
+                SslAnswer::Plain => Err(Error::new(
+                    ErrorKind::Tls,
+                    format!("server {} does not support SSL, but SSL was required (sslmode={})", endpoint(), self.mode),
+                )),
+            },
+        }
+    }
+
+    async fn handshake(
+        &mut self,
+        setup: TlsSetup,
+        tcp: TcpStream,
+        direct: bool,
+        endpoint: &str,
+    ) -> Result<(Socket, Option<TlsInfo>)> {
+        let connector = TlsConnector::from(setup.config);
+        let stream = match connector.connect(setup.server_name, tcp).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.handshake_failed = true;
+                return Err(handshake_error(e, endpoint));
+            }
+        };
+        self.used_tls = true;
+        let info = check_session(&stream, direct, endpoint)?;
+        Ok((Socket::Tls(Box::new(stream)), Some(info)))
+    }
+
+    /// Whether a failed attempt is followed by another, and if so prepare it. At most one retry:
+    /// - `allow`: the plaintext attempt got an error from the server (say, a `hostssl` rule) → TLS;
+    /// - `prefer`: the TLS handshake failed, or the server sent an error during startup over TLS → plaintext
+    ///   (not with `channel_binding=require`, which plaintext cannot satisfy). Not after a refused SSLRequest
+    ///   answer (`E`, bytes injected after `S`): those are attacks or broken servers, and final.
+    pub(crate) fn retry_after(&mut self, err: &Error) -> bool {
+        if self.retried {
+            return false;
+        }
+        let next = match (self.mode, self.attempt) {
+            (SslMode::Allow, Attempt::Plain) if err.kind() == ErrorKind::Db => Attempt::Required,
+            (SslMode::Prefer, Attempt::Preferred)
+                if !self.binding_required
+                    && (self.handshake_failed || (self.used_tls && err.kind() == ErrorKind::Db)) =>
+            {
+                Attempt::Plain
+            }
+            _ => return false,
+        };
+        self.attempt = next;
+        self.retried = true;
+        true
+    }
+}
+
+/// The two answers to SSLRequest that let the connection go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SslAnswer {
+    /// `S`.
+    Tls,
+    /// `N`.
+    Plain,
+}
+
+/// Send SSLRequest and read exactly one byte of answer (security checklist item 5).
+async fn ssl_request(tcp: &mut TcpStream, endpoint: &str) -> Result<SslAnswer> {
+    let mut out = BytesMut::with_capacity(8);
+    frontend::ssl_request(&mut out);
+    tcp.write_all(&out).await.map_err(|e| Error::io(format!("sending SSLRequest to {endpoint}"), e))?;
+    let mut answer = [0u8; 1];
+    match tcp.read_exact(&mut answer).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(Error::closed(format!("server {endpoint} closed the connection in reply to SSLRequest")))
+        }
+        Err(e) => return Err(Error::io(format!("reading the answer to SSLRequest from {endpoint}"), e)),
+    }
+    match answer {
+        [b'S'] => {
+            // The server sends nothing more until our ClientHello: anything already here was injected to be
+            // read as if it had come through TLS (CVE-2021-23222).
+            let mut probe = [0u8; 1];
+            match tcp.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(SslAnswer::Tls),
+                Ok(0) => Err(Error::closed(format!("server {endpoint} closed the connection after accepting SSL"))),
+                Ok(_) => Err(Error::new(
+                    ErrorKind::Tls,
+                    format!("received unencrypted data after SSL response from {endpoint}: refusing the connection"),
+                )),
+                Err(e) => Err(Error::io(format!("reading from {endpoint}"), e)),
+            }
+        }
+        [b'N'] => Ok(SslAnswer::Plain),
+        // The text that follows is unauthenticated and may come from an attacker: it is neither read nor shown
+        // (CVE-2024-10977), and there is no plaintext fallback.
+        [b'E'] => Err(Error::new(
+            ErrorKind::Tls,
+            format!(
+                "server {endpoint} answered SSLRequest with an error (its text is not shown: it is unauthenticated); \
+                 the connection is not continued without TLS"
+            ),
+        )),
+        [other] => Err(Error::protocol(format!(
+            "received invalid response to SSL negotiation from {endpoint}: byte 0x{other:02x}"
+        ))),
+    }
+}
+
+/// After a successful handshake: ALPN where required, and the channel-binding data.
+fn check_session(stream: &TlsStream<TcpStream>, direct: bool, endpoint: &str) -> Result<TlsInfo> {
+    let (_, conn) = stream.get_ref();
+    if direct && conn.alpn_protocol() != Some(ALPN_POSTGRESQL) {
+        return Err(Error::new(
+            ErrorKind::Tls,
+            format!(
+                "direct SSL connection to {endpoint} was established without ALPN protocol negotiation \
+                 (the server must select \"postgresql\")"
+            ),
+        ));
+    }
+    let hash = conn.peer_certificates().and_then(|c| c.first()).and_then(|c| server_end_point_hash(c));
+    Ok(TlsInfo { server_end_point_hash: hash })
+}
+
+fn handshake_error(e: std::io::Error, endpoint: &str) -> Error {
+    let what = format!("TLS handshake with {endpoint} failed");
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(tls) => Error::new(ErrorKind::Tls, format!("{what}: {tls}")),
+        None => Error::io(what, e),
+    }
+}
+
+fn describe(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// rustls configuration
+// ---------------------------------------------------------------------------------------------------------------
+
+/// What the handshake needs: the client configuration and the name to verify (and send as SNI).
+struct TlsSetup {
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl TlsSetup {
+    fn new(cfg: &Config, host: &str) -> Result<TlsSetup> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let algs = provider.signature_verification_algorithms;
+        let roots = trust_anchors(cfg)?;
+        let parsed_name = ServerName::try_from(host.to_owned()).ok();
+        let verifier: Arc<dyn ServerCertVerifier> = match (cfg.sslmode, roots) {
+            (SslMode::VerifyFull, Some(roots)) => {
+                if parsed_name.is_none() {
+                    return Err(Error::config(
+                        "host",
+                        format!("{host:?} is neither a valid DNS name nor an IP address, so sslmode=verify-full cannot check it"),
+                    ));
+                }
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| Error::new(ErrorKind::Tls, format!("cannot verify server certificates: {e}")))?
+            }
+            (_, Some(roots)) => Arc::new(ChainOnly { roots, algs }),
+            (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+                return Err(Error::config(
+                    "sslrootcert",
+                    format!(
+                        "root certificate file {:?} does not exist; either provide the file, use the system's \
+                         trusted roots with sslrootcert=system, or change sslmode to disable server certificate \
+                         verification",
+                        default_path("root.crt").unwrap_or_default()
+                    ),
+                ))
+            }
+            (_, None) => Arc::new(NoVerification { algs }),
+        };
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::new(ErrorKind::Tls, format!("TLS setup: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let mut config = match client_certificate(cfg)? {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| Error::config("sslkey", format!("cannot use the client certificate and key: {e}")))?,
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+        config.enable_sni = sslsni(cfg);
+        // Every handshake carries the certificate, which channel binding hashes.
+        config.resumption = Resumption::disabled();
+        // A name that is neither DNS nor IP can only be used where names are not checked; an IP name makes
+        // rustls send no SNI.
+        let server_name = parsed_name.unwrap_or(ServerName::IpAddress(IpAddr::V4(Ipv4Addr::UNSPECIFIED).into()));
+        Ok(TlsSetup { config: Arc::new(config), server_name })
+    }
+}
+
+fn sslsni(_cfg: &Config) -> bool {
+    true
+}
+
+/// `~/.postgresql/<file>`.
+fn default_path(file: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(Path::new(&home).join(".postgresql").join(file))
+}
+
+/// The trust anchors for the server certificate, if any: `sslrootcert=system`, the `sslrootcert` file, or
+/// `~/.postgresql/root.crt`. A file that does not exist means none (libpq: then only `verify-*` fail).
+fn trust_anchors(cfg: &Config) -> Result<Option<RootCertStore>> {
+    let path = match &cfg.sslrootcert {
+        Some(p) if p.as_os_str() == "system" => return system_roots().map(Some),
+        Some(p) => p.clone(),
+        None => match default_path("root.crt") {
+            Some(p) => p,
+            None => return Ok(None),
+        },
+    };
+    if std::fs::metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::config("sslrootcert", format!("could not read root certificate file {path:?}: {e}"))
+    };
+    let certs = CertificateDer::pem_file_iter(&path)
+        .map_err(|e| bad(&e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let mut store = RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(bad(&"no usable certificate in it"));
+    }
+    Ok(Some(store))
+}
+
+/// The platform's trust store (`sslrootcert=system`).
+fn system_roots() -> Result<RootCertStore> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found.errors.first().map(|e| format!(": {e}")).unwrap_or_default();
+        return Err(Error::config(
+            "sslrootcert",
+            format!("sslrootcert=system, but no trusted root certificate was found on this system{why}"),
+        ));
+    }
+    Ok(store)
+}
+
+/// The client certificate chain and key: `sslcert`/`sslkey`, else `~/.postgresql/postgresql.crt`/`.key`.
+/// No certificate file means no client certificate (libpq); a certificate without its key is an error.
+fn client_certificate(cfg: &Config) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>> {
+    let Some(cert_path) = cfg.sslcert.clone().or_else(|| default_path("postgresql.crt")) else { return Ok(None) };
+    if std::fs::metadata(&cert_path).is_err() {
+        return Ok(None);
+    }
+    let bad_cert = |e: &dyn std::fmt::Display| {
+        Error::config("sslcert", format!("could not read certificate file {cert_path:?}: {e}"))
+    };
+    let chain = CertificateDer::pem_file_iter(&cert_path)
+        .map_err(|e| bad_cert(&e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad_cert(&e))?;
+    if chain.is_empty() {
+        return Err(bad_cert(&"no certificate in it"));
+    }
+    let key_path = match cfg.sslkey.clone().or_else(|| default_path("postgresql.key")) {
+        Some(p) if std::fs::metadata(&p).is_ok() => p,
+        p => {
+            return Err(Error::config(
+                "sslkey",
+                format!("certificate present, but not private key file {:?}", p.unwrap_or_default()),
+            ))
+        }
+    };
+    check_key_permissions(&key_path)?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| Error::config("sslkey", format!("could not load private key file {key_path:?}: {e}")))?;
+    Ok(Some((chain, key)))
+}
+
+/// libpq's rule: the key file is a regular file with no group/other access (0600 or less), or, when root owns
+/// it, at most group read (0640).
+fn check_key_permissions(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::config("sslkey", format!("could not stat private key file {path:?}: {e}")))?;
+    if !meta.is_file() {
+        return Err(Error::config("sslkey", format!("private key file {path:?} is not a regular file")));
+    }
+    let mode = meta.mode();
+    let too_open = if meta.uid() == 0 { mode & 0o037 != 0 } else { mode & 0o077 != 0 };
+    if too_open {
+        return Err(Error::config(
+            "sslkey",
+            format!(
+                "private key file {path:?} has group or world access; file must have permissions u=rw (0600) \
+                 or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `verify-ca` (and `require`/`prefer`/`allow` with a root certificate): the chain must lead to a trusted
+/// root; the name is not checked.
+#[derive(Debug)]
+struct ChainOnly {
+    roots: RootCertStore,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(&cert, &self.roots, intermediates, now, self.algs.all)?;
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// `require` (and `prefer`/`allow`) without a root certificate: any certificate is accepted, as in libpq.
+/// The handshake signature is still checked, so the peer does hold the certificate's key — which is what
+/// channel binding builds on.
+#[derive(Debug)]
+struct NoVerification {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// tls-server-end-point
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The hash function of `tls-server-end-point` channel binding for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndPointHash {
+    /// SHA-224 (`sha224With…` signatures).
+    Sha224,
+    /// SHA-256: SHA-256, SHA-1 and MD5 signatures.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl EndPointHash {
+    /// The hash function for the certificate's signature algorithm; `None` when it has none that PostgreSQL
+    /// would use (Ed25519, Ed448, SHA-3, unknown algorithms).
+    pub fn for_certificate(cert_der: &[u8]) -> Option<EndPointHash> {
+        let (oid, params) = signature_algorithm(cert_der)?;
+        hash_for_signature(oid, params)
+    }
+
+    /// Hash `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            EndPointHash::Sha224 => Sha224::digest(data).to_vec(),
+            EndPointHash::Sha256 => Sha256::digest(data).to_vec(),
+            EndPointHash::Sha384 => Sha384::digest(data).to_vec(),
+            EndPointHash::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+}
+
+/// RFC 5929 `tls-server-end-point` data for a DER certificate: its hash with [`EndPointHash::for_certificate`];
+/// `None` when there is no such hash (then channel binding is impossible).
+pub fn server_end_point_hash(cert_der: &[u8]) -> Option<Vec<u8>> {
+    EndPointHash::for_certificate(cert_der).map(|h| h.digest(cert_der))
+}
+
+// Object identifiers, as their DER content bytes.
+const PKCS1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01]; // 1.2.840.113549.1.1
+const ECDSA_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01]; // 1.2.840.10045.4.1
+const ECDSA_SHA2: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03]; // 1.2.840.10045.4.3
+const DSA_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x03]; // 1.2.840.10040.4.3
+const NIST_SIG: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x03]; // 2.16.840.1.101.3.4.3
+const NIST_HASH: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02]; // 2.16.840.1.101.3.4.2
+const OIW_SHA1_RSA: &[u8] = &[0x2b, 0x0e, 0x03, 0x02, 0x1d]; // 1.3.14.3.2.29
+const OIW_SHA1: &[u8] = &[0x2b, 0x0e, 0x03, 0x02, 0x1a]; // 1.3.14.3.2.26
+const MD5: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x05]; // 1.2.840.113549.2.5
+
+/// `oid` = `prefix` followed by one arc below 128; that arc.
+fn arc_after(oid: &[u8], prefix: &[u8]) -> Option<u8> {
+    match oid.strip_prefix(prefix)? {
+        [arc] if *arc < 0x80 => Some(*arc),
+        _ => None,
+    }
+}
+
+/// The channel-binding hash for a signature algorithm (`oid` and its DER parameters), as PostgreSQL picks it.
+fn hash_for_signature(oid: &[u8], params: &[u8]) -> Option<EndPointHash> {
+    use EndPointHash::*;
+    if let Some(arc) = arc_after(oid, PKCS1) {
+        return match arc {
+            4 | 5 | 11 => Some(Sha256), // md5, sha1, sha256 WithRSAEncryption
+            12 => Some(Sha384),
+            13 => Some(Sha512),
+            14 => Some(Sha224),
+            10 => pss_hash(params), // RSASSA-PSS
+            _ => None,              // md2, md4, sha512-224/256, unknown
+        };
+    }
+    if oid == ECDSA_SHA1 || oid == DSA_SHA1 || oid == OIW_SHA1_RSA {
+        return Some(Sha256);
+    }
+    if let Some(arc) = arc_after(oid, ECDSA_SHA2) {
+        return match arc {
+            1 => Some(Sha224),
+            2 => Some(Sha256),
+            3 => Some(Sha384),
+            4 => Some(Sha512),
+            _ => None,
+        };
+    }
+    if let Some(arc) = arc_after(oid, NIST_SIG) {
+        // dsa-with-sha224/256/384/512; 5..=16 are SHA-3 signatures, which need a SHA-3 hash we do not have.
+        return match arc {
+            1 => Some(Sha224),
+            2 => Some(Sha256),
+            3 => Some(Sha384),
+            4 => Some(Sha512),
+            _ => None,
+        };
+    }
+    // Ed25519 (1.3.101.112), Ed448 (1.3.101.113) and everything else: no hash.
+    None
+}
+
+/// The hash of an RSASSA-PSS signature: `hashAlgorithm [0]` of its parameters, SHA-1 (→ SHA-256) by default.
+fn pss_hash(params: &[u8]) -> Option<EndPointHash> {
+    let mut outer = Der::new(params);
+    let mut seq = Der::new(outer.expect(TAG_SEQUENCE)?);
+    let hash_oid = match seq.peek_tag() {
+        Some(0xa0) => {
+            let mut explicit = Der::new(seq.expect(0xa0)?);
+            let mut alg = Der::new(explicit.expect(TAG_SEQUENCE)?);
+            alg.expect(TAG_OID)?
+        }
+        _ => return Some(EndPointHash::Sha256),
+    };
+    if hash_oid == OIW_SHA1 || hash_oid == MD5 {
+        return Some(EndPointHash::Sha256);
+    }
+    match arc_after(hash_oid, NIST_HASH)? {
+        1 => Some(EndPointHash::Sha256),
+        2 => Some(EndPointHash::Sha384),
+        3 => Some(EndPointHash::Sha512),
+        4 => Some(EndPointHash::Sha224),
+        _ => None,
+    }
+}
+
+const TAG_SEQUENCE: u8 = 0x30;
+const TAG_OID: u8 = 0x06;
+
+/// The certificate's `signatureAlgorithm`: its OID (content bytes) and the DER of its parameters (may be
+/// empty). `Certificate ::= SEQUENCE { tbsCertificate SEQUENCE, signatureAlgorithm AlgorithmIdentifier,
+/// signatureValue BIT STRING }`, `AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }`.
+/// `None` for anything malformed.
+pub fn signature_algorithm(cert_der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut outer = Der::new(cert_der);
+    let mut cert = Der::new(outer.expect(TAG_SEQUENCE)?);
+    cert.expect(TAG_SEQUENCE)?; // tbsCertificate
+    let mut alg = Der::new(cert.expect(TAG_SEQUENCE)?);
+    let oid = alg.expect(TAG_OID)?;
+    Some((oid, alg.rest()))
+}
+
+/// A bounds-checked reader of DER tag-length-value items (single-byte tags, definite lengths up to 4 bytes).
+struct Der<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Der<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Der { rest: bytes }
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
+    fn peek_tag(&self) -> Option<u8> {
+        self.rest.first().copied()
+    }
+
+    /// The next item: its tag and content.
+    fn next(&mut self) -> Option<(u8, &'a [u8])> {
+        let (&tag, rest) = self.rest.split_first()?;
+        if tag & 0x1f == 0x1f {
+            return None; // high-tag-number form: never used by the fields read here
+        }
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 {
+                return None; // indefinite length (not DER) or longer than any certificate
+            }
+            let (len_bytes, rest) = rest.split_at_checked(n)?;
+            (len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), rest)
+        };
+        let (content, rest) = rest.split_at_checked(len)?;
+        self.rest = rest;
+        Some((tag, content))
+    }
+
+    /// The next item's content if it has tag `tag`.
+    fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
+        match self.next()? {
+            (t, content) if t == tag => Some(content),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tokio::net::TcpListener;
+
+    /// DER item with a definite length (long form when needed).
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        let n = content.len();
+        if n < 0x80 {
+            v.push(n as u8);
+        } else if n < 0x100 {
+            v.extend([0x81, n as u8]);
+        } else {
+            v.extend([0x82, (n >> 8) as u8, n as u8]);
+        }
+        v.extend_from_slice(content);
+        v
+    }
+
+    /// A certificate-shaped DER: SEQUENCE { tbs SEQUENCE, AlgorithmIdentifier { oid, params }, BIT STRING }.
+    fn cert_with(oid: &[u8], params: &[u8], tbs_len: usize) -> Vec<u8> {
+        let mut alg = tlv(TAG_OID, oid);
+        alg.extend_from_slice(params);
+        let mut body = tlv(TAG_SEQUENCE, &vec![0x05; tbs_len]);
+        body.extend(tlv(TAG_SEQUENCE, &alg));
+        body.extend(tlv(0x03, &[0, 1, 2, 3]));
+        tlv(TAG_SEQUENCE, &body)
+    }
+
+    fn oid(prefix: &[u8], arc: u8) -> Vec<u8> {
+        let mut v = prefix.to_vec();
+        v.push(arc);
+        v
+    }
+
+    const NULL: &[u8] = &[0x05, 0x00];
+    const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+    const ED448: &[u8] = &[0x2b, 0x65, 0x71];
+
+    #[test]
+    fn hash_choice_follows_postgresql() {
+        use EndPointHash::*;
+        let cases: Vec<(Vec<u8>, &[u8], Option<EndPointHash>)> = vec![
+            (oid(PKCS1, 4), NULL, Some(Sha256)),  // md5WithRSAEncryption
+            (oid(PKCS1, 5), NULL, Some(Sha256)),  // sha1WithRSAEncryption
+            (oid(PKCS1, 11), NULL, Some(Sha256)), // sha256WithRSAEncryption
+            (oid(PKCS1, 12), NULL, Some(Sha384)),
+            (oid(PKCS1, 13), NULL, Some(Sha512)),
+            (oid(PKCS1, 14), NULL, Some(Sha224)),
+            (oid(PKCS1, 2), NULL, None),  // md2
+            (oid(PKCS1, 15), NULL, None), // sha512-224
+            (OIW_SHA1_RSA.to_vec(), NULL, Some(Sha256)),
+            (ECDSA_SHA1.to_vec(), b"", Some(Sha256)),
+            (oid(ECDSA_SHA2, 1), b"", Some(Sha224)),
+            (oid(ECDSA_SHA2, 2), b"", Some(Sha256)),
+            (oid(ECDSA_SHA2, 3), b"", Some(Sha384)),
+            (oid(ECDSA_SHA2, 4), b"", Some(Sha512)),
+            (DSA_SHA1.to_vec(), b"", Some(Sha256)),
+            (oid(NIST_SIG, 2), b"", Some(Sha256)),
+            (oid(NIST_SIG, 10), b"", None), // ecdsa-with-SHA3-256
+            (ED25519.to_vec(), b"", None),
+            (ED448.to_vec(), b"", None),
+            (vec![0x2a, 0x03], b"", None),
+        ];
+        for (o, params, want) in cases {
+            for tbs_len in [3, 200, 300] {
+                let cert = cert_with(&o, params, tbs_len);
+                assert_eq!(EndPointHash::for_certificate(&cert), want, "oid {o:02x?} tbs {tbs_len}");
+                assert_eq!(server_end_point_hash(&cert), want.map(|h| h.digest(&cert)));
+            }
+        }
+    }
+
+    #[test]
+    fn rsa_pss_uses_the_hash_in_its_parameters() {
+        let pss = oid(PKCS1, 10);
+        let with_hash = |hash_oid: &[u8]| {
+            let mut alg = tlv(TAG_OID, hash_oid);
+            alg.extend_from_slice(NULL);
+            let mut params = tlv(0xa0, &tlv(TAG_SEQUENCE, &alg));
+            params.extend(tlv(0xa1, &tlv(TAG_SEQUENCE, &tlv(TAG_OID, &[0x2a, 0x86]))));
+            params.extend(tlv(0xa2, &[0x02, 0x01, 0x20]));
+            tlv(TAG_SEQUENCE, &params)
+        };
+        let cases = [
+            (with_hash(&oid(NIST_HASH, 1)), Some(EndPointHash::Sha256)),
+            (with_hash(&oid(NIST_HASH, 2)), Some(EndPointHash::Sha384)),
+            (with_hash(&oid(NIST_HASH, 3)), Some(EndPointHash::Sha512)),
+            (with_hash(&oid(NIST_HASH, 4)), Some(EndPointHash::Sha224)),
+            (with_hash(OIW_SHA1), Some(EndPointHash::Sha256)),
+            (with_hash(MD5), Some(EndPointHash::Sha256)),
+            (with_hash(&oid(NIST_HASH, 8)), None), // SHA3-256
+            // All defaults: SHA-1, so SHA-256.
+            (tlv(TAG_SEQUENCE, &[]), Some(EndPointHash::Sha256)),
+            (tlv(TAG_SEQUENCE, &tlv(0xa2, &[0x02, 0x01, 0x20])), Some(EndPointHash::Sha256)),
+            // Missing or broken parameters.
+            (Vec::new(), None),
+            (NULL.to_vec(), None),
+            (tlv(TAG_SEQUENCE, &tlv(0xa0, &[0x30, 0x05])), None),
+        ];
+        for (params, want) in cases {
+            assert_eq!(EndPointHash::for_certificate(&cert_with(&pss, &params, 10)), want, "{params:02x?}");
+        }
+    }
+
+    // Real certificates made with `openssl req -x509`; the expected hashes come from `openssl dgst`.
+    const P384_SHA384: &str = "-----BEGIN CERTIFICATE-----
+MIIBsjCCATigAwIBAgIURjXywr1uv5B7hmG+JF9dsZRN0EswCgYIKoZIzj0EAwMw
+DzENMAsGA1UEAwwEcDM4NDAgFw0yNjExMjUxMzUwMjZaGA8yMTI2MTEwMTEzNTAy
+NlowDzENMAsGA1UEAwwEcDM4NDB2MBAGByqGSM49AgEGBSuBBAAiA2IABCNePEZ/
+IM4mHzRYtpOEXDy2f2HKOPVE+kngxPvbSj7sq/AU/fIfhpQQ6WEUlTaTTWmU0Rkb
+0zZ7v2UU8sze6ij6B62qHs+OekVatdhcdf4dlbs68XJO1V4MmThBh/+AhKNTMFEw
+HQYDVR0OBBYEFObETSrTM+IWsV8Fo5imt83JkZPqMB8GA1UdIwQYMBaAFObETSrT
+M+IWsV8Fo5imt83JkZPqMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwMDaAAw
+ZQIwRErfUxX2ep1lrypWrhzIvMCpqYOSt3javlBo1rRmhr0zX5X8i2md8xwvkFIh
+maBZAjEA0XTBwxha5oaHx27+htpQJxBwJ6bqLafeb+uQAJQwZ/O51sfSrVjDx7kj
+JCkqAg5L
+-----END CERTIFICATE-----";
+    const P384_SHA384_HASH: &str =
+        "fb92607f67a15dc5cf314aa84c66f240aa93b1c016b0bf83b1e7c13852ac3696c4975eb343b5b8f89f6b30568b8d9195";
+    const P256_SHA1: &str = "-----BEGIN CERTIFICATE-----
+MIIBczCCARqgAwIBAgIUTApDtbTtlJ/JDxF7awb+vMprO0EwCQYHKoZIzj0EATAP
+MQ0wCwYDVQQDDARzaGExMCAXDTI2MTEyNTEzNTAyN1oYDzIxMjYxMTAxMTM1MDI3
+WjAPMQ0wCwYDVQQDDARzaGExMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAENeK8
+PEFsXOQwD9EX4aYYU3wb1PfhQVEsBUskVkvspZyylX9NzmHB/sCJQvQ63il+Zs4u
+5W/tr/4IDg/ssnlC+aNTMFEwHQYDVR0OBBYEFJufQMwpI95vQ6jof11sJ1Db0tRd
+MB8GA1UdIwQYMBaAFJufQMwpI95vQ6jof11sJ1Db0tRdMA8GA1UdEwEB/wQFMAMB
+Af8wCQYHKoZIzj0EAQNIADBFAiB1Yp95jFfs9YA4w1J7j3qvgzkp8Enl1hzuZ65l
+1w8emQIhAKVdfhpABRRll8Sz7NBroeSRoWn+OvR0k71S5t33ivNW
+-----END CERTIFICATE-----";
+    const P256_SHA1_HASH: &str = "432d077d384606434605c46ec08266597ce8722b8d5dfd99aed474a5164e4607";
+    const ED25519_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBMDCB46ADAgECAhRLYho7aG81TGEq4z54taT47PTWrDAFBgMrZXAwDTELMAkG
+A1UEAwwCZWQwIBcNMjYxMTI1MTM1MDI2WhgPMjEyNjExMDExMzUwMjZaMA0xCzAJ
+BgNVBAMMAmVkMCowBQYDK2VwAyEA3uSSilwBC2YHeKaZPYFx7g8ApT/9XKrotreJ
+/C44DkKjUzBRMB0GA1UdDgQWBBS2RYqCcChSB0qmGAt4viCDC0ZMgzAfBgNVHSME
+GDAWgBS2RYqCcChSB0qmGAt4viCDC0ZMgzAPBgNVHRMBAf8EBTADAQH/MAUGAytl
+cANBAO4GrygmWfCIYii+QJJ0w/iWWGIe9A01TGq+lDABpoXZxJsyrQ6ViTM+nG5r
+UAPa9q/p4Yj0aOfnlRW/HcGJRAQ=
+-----END CERTIFICATE-----";
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn real_certificates() {
+        let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let p384 = der(P384_SHA384);
+        assert_eq!(EndPointHash::for_certificate(&p384), Some(EndPointHash::Sha384));
+        assert_eq!(hex(&server_end_point_hash(&p384).unwrap()), P384_SHA384_HASH);
+        let p256 = der(P256_SHA1);
+        assert_eq!(EndPointHash::for_certificate(&p256), Some(EndPointHash::Sha256));
+        assert_eq!(hex(&server_end_point_hash(&p256).unwrap()), P256_SHA1_HASH);
+        let ed = der(ED25519_CERT);
+        assert_eq!(signature_algorithm(&ed).map(|(o, _)| o.to_vec()), Some(ED25519.to_vec()));
+        assert_eq!(server_end_point_hash(&ed), None);
+    }
+
+    #[test]
+    fn malformed_der_is_none() {
+        let good = cert_with(&oid(PKCS1, 11), NULL, 5);
+        assert!(signature_algorithm(&good).is_some());
+        for cut in 0..good.len() {
+            assert_eq!(signature_algorithm(&good[..cut]), None, "cut at {cut}");
+        }
+        let bad: &[&[u8]] = &[
+            &[],
+            &[0x30],
+            &[0x30, 0x80, 0x00, 0x00],                         // indefinite length
+            &[0x30, 0x85, 1, 0, 0, 0, 0],                      // 5-byte length
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],             // longer than the input
+            &[0x31, 0x02, 0x30, 0x00],                         // SET, not SEQUENCE
+            &[0x30, 0x04, 0x30, 0x00, 0x31, 0x00],             // algorithm is not a SEQUENCE
+            &[0x30, 0x06, 0x30, 0x00, 0x30, 0x02, 0x05, 0x00], // no OID
+            &[0x1f, 0x81, 0x00],                               // high tag number
+        ];
+        for b in bad {
+            assert_eq!(signature_algorithm(b), None, "{b:02x?}");
+            assert_eq!(server_end_point_hash(b), None);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn der_walk_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), oidb in any::<u8>()) {
+            let _ = server_end_point_hash(&bytes);
+            let _ = pss_hash(&bytes);
+            let cert = cert_with(&oid(PKCS1, oidb & 0x7f), &bytes, 3);
+            let _ = EndPointHash::for_certificate(&cert);
+        }
+    }
+
+    fn cfg(s: &str) -> Config {
+        Config::parse(&format!("user=u dbname=d {s}")).unwrap()
+    }
+
+    #[test]
+    fn plan_per_sslmode() {
+        let tcp = Host::Tcp("localhost".into());
+        let unix = Host::Unix("/tmp".into());
+        let cases = [
+            ("sslmode=disable", Attempt::Plain),
+            ("sslmode=allow", Attempt::Plain),
+            ("sslmode=prefer", Attempt::Preferred),
+            ("", Attempt::Preferred),
+            ("sslmode=require", Attempt::Required),
+            ("sslmode=verify-ca", Attempt::Required),
+            ("sslmode=verify-full", Attempt::Required),
+            ("sslmode=require sslnegotiation=direct", Attempt::Direct),
+            ("sslmode=verify-full sslnegotiation=direct", Attempt::Direct),
+        ];
+        for (s, want) in cases {
+            let c = cfg(s);
+            assert_eq!(Plan::new(&c, &tcp).attempt, want, "{s}");
+            assert_eq!(Plan::new(&c, &unix).attempt, Attempt::Plain, "{s} over a Unix socket");
+        }
+    }
+
+    #[test]
+    fn retries_as_libpq() {
+        let tcp = Host::Tcp("localhost".into());
+        let db = Error::db(crate::error::DbError { code: "28000".into(), ..Default::default() });
+        let auth = Error::auth("refused");
+        let tls_err = Error::new(ErrorKind::Tls, "handshake");
+
+        // allow: a server error on the plaintext attempt → one TLS attempt; nothing else.
+        let mut p = Plan::new(&cfg("sslmode=allow"), &tcp);
+        assert!(!p.retry_after(&auth));
+        assert!(p.retry_after(&db));
+        assert_eq!(p.attempt, Attempt::Required);
+        assert!(!p.retry_after(&db), "only one retry");
+
+        // prefer: after a failed handshake, or a server error over TLS → plaintext once.
+        let mut p = Plan::new(&cfg("sslmode=prefer"), &tcp);
+        p.handshake_failed = true;
+        assert!(p.retry_after(&tls_err));
+        assert_eq!(p.attempt, Attempt::Plain);
+        p.handshake_failed = false;
+        assert!(!p.retry_after(&db));
+
+        let mut p = Plan::new(&cfg("sslmode=prefer"), &tcp);
+        p.used_tls = true;
+        assert!(!p.retry_after(&auth), "client-side refusals are final");
+        assert!(p.retry_after(&db));
+
+        // prefer, but the server said N (no TLS used): a server error is final.
+        let mut p = Plan::new(&cfg("sslmode=prefer"), &tcp);
+        assert!(!p.retry_after(&db));
+        // A refused SSLRequest answer (E, injected bytes) is neither a handshake failure nor TLS use: final.
+        assert!(!p.retry_after(&tls_err));
+
+        // prefer with channel_binding=require: plaintext cannot succeed, so no retry.
+        let mut p = Plan::new(&cfg("sslmode=prefer channel_binding=require"), &tcp);
+        p.handshake_failed = true;
+        assert!(!p.retry_after(&tls_err));
+
+        for s in ["sslmode=disable", "sslmode=require", "sslmode=verify-full"] {
+            let mut p = Plan::new(&cfg(s), &tcp);
+            p.handshake_failed = true;
+            p.used_tls = true;
+            assert!(!p.retry_after(&db) && !p.retry_after(&tls_err), "{s}");
+        }
+    }
+
+    /// Connect a plan to a listener on 127.0.0.1 and return what the client sent first and the client's result.
+    async fn first_bytes(conninfo: &str, reply: &'static [u8]) -> (Vec<u8>, Result<(Socket, Option<TlsInfo>)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = vec![0u8; 512];
+            let n = s.read(&mut got).await.unwrap();
+            got.truncate(n);
+            s.write_all(reply).await.unwrap();
+            // Keep the socket open a moment so that the client sees what was written before EOF.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            got
+        });
+        let c = cfg(&format!("host=127.0.0.1 port={port} {conninfo}"));
+        let host = Host::Tcp("127.0.0.1".into());
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut plan = Plan::new(&c, &host);
+        let r = plan.negotiate(&c, &host, port, Socket::Tcp(tcp)).await;
+        (server.await.unwrap(), r)
+    }
+
+    const SSL_REQUEST: &[u8] = &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+    #[tokio::test]
+    async fn direct_negotiation_sends_client_hello_with_alpn_first() {
+        let (got, r) = first_bytes("sslmode=require sslnegotiation=direct", b"").await;
+        // A TLS handshake record (0x16, version 3.x), no SSLRequest before it, ALPN "postgresql" inside.
+        assert_eq!(got[0], 0x16, "{got:02x?}");
+        assert_eq!(got[1], 0x03);
+        assert_ne!(&got[..8], SSL_REQUEST);
+        assert!(got.windows(ALPN_POSTGRESQL.len()).any(|w| w == ALPN_POSTGRESQL), "ALPN offered");
+        assert!(r.is_err(), "the listener is no TLS server");
+    }
+
+    #[tokio::test]
+    async fn postgres_negotiation_sends_ssl_request_first() {
+        let (got, r) = first_bytes("sslmode=require", b"N").await;
+        assert_eq!(got, SSL_REQUEST);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Tls);
+        assert!(e.to_string().contains("does not support SSL"), "{e}");
+
+        // prefer goes on in plaintext on the same socket after N.
+        let (got, r) = first_bytes("sslmode=prefer", b"N").await;
+        assert_eq!(got, SSL_REQUEST);
+        let (sock, tls) = r.unwrap();
+        assert!(matches!(sock, Socket::Tcp(_)) && tls.is_none());
+    }
+
+    #[tokio::test]
+    async fn ssl_request_answers_are_hardened() {
+        for mode in ["prefer", "require", "verify-full"] {
+            // Bytes after S, before the handshake: refused, never handed to TLS.
+            let (_, r) = first_bytes(&format!("sslmode={mode}"), b"SZ\0\0\0\x05I").await;
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Tls, "{mode}: {e}");
+            assert!(e.to_string().contains("unencrypted data after SSL response"), "{e}");
+
+            // E: no plaintext fallback, and the (unauthenticated) text is not shown.
+            let (_, r) = first_bytes(&format!("sslmode={mode}"), b"E\0\0\0\x20SFATAL\0Mforged by mallory\0\0").await;
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Tls, "{mode}: {e}");
+            assert!(!e.to_string().contains("mallory"), "{e}");
+
+            // Anything else: protocol error.
+            let (_, r) = first_bytes(&format!("sslmode={mode}"), b"X").await;
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::Protocol);
+
+            // EOF.
+            let (_, r) = first_bytes(&format!("sslmode={mode}"), b"").await;
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::Closed);
+        }
+    }
+
+    #[tokio::test]
+    async fn plain_attempts_send_nothing() {
+        for s in ["sslmode=disable", "sslmode=allow"] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let c = cfg(&format!("host=127.0.0.1 port={port} {s}"));
+            let host = Host::Tcp("127.0.0.1".into());
+            let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let (mut server, _) = listener.accept().await.unwrap();
+            let (sock, tls) = Plan::new(&c, &host).negotiate(&c, &host, port, Socket::Tcp(tcp)).await.unwrap();
+            assert!(matches!(sock, Socket::Tcp(_)) && tls.is_none());
+            drop(sock);
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty(), "{s}: sent {rest:02x?}");
+        }
+    }
+}
