@@ -1,0 +1,458 @@
+//! Authentication, server errors, notices and slot commands against a real PostgreSQL 15 (the throwaway cluster of
+//! `pgrepl::cluster`, one per test binary, stopped at exit).
+
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use pgrepl::client::Client;
+use pgrepl::cluster::USERS;
+use pgrepl::config::Config;
+use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
+use pgrepl::{Error, ErrorKind};
+
+use common::{cluster, notice_collector};
+
+/// Conninfo for `user` over TCP or the socket, with `password` (when not empty) and `extra`.
+fn conninfo(tcp: bool, user: &str, password: &str, db: &str, extra: &str) -> String {
+    let c = cluster();
+    let mut s = if tcp { c.conninfo(user, db) } else { c.socket_conninfo(user, db) };
+    if !password.is_empty() {
+        s.push_str(&format!(" password={password}"));
+    }
+    s.push_str(" connect_timeout=10 ");
+    s.push_str(extra);
+    s
+}
+
+fn config(tcp: bool, user: &str, password: &str, db: &str, extra: &str) -> Config {
+    let s = conninfo(tcp, user, password, db, extra);
+    Config::parse(&s).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+async fn connect(tcp: bool, user: &str, password: &str, db: &str, extra: &str) -> pgrepl::Result<Client> {
+    Client::connect(&config(tcp, user, password, db, extra)).await
+}
+
+async fn connect_err(tcp: bool, user: &str, password: &str, db: &str, extra: &str) -> Error {
+    let e = connect(tcp, user, password, db, extra).await.expect_err("connection should fail");
+    if password.len() > 3 {
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains(password), "password in error: {shown}");
+    }
+    e
+}
+
+fn password_of(user: &str) -> &'static str {
+    USERS.iter().find(|u| u.0 == user).map(|u| u.1).unwrap()
+}
+
+/// A replication connection as u_scram over TCP.
+async fn replication_client() -> Client {
+    connect(true, "u_scram", "pw_scram", "postgres", "replication=database").await.unwrap()
+}
+
+async fn query_one(c: &mut Client, sql: &str) -> Option<String> {
+    let r = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    r.last().and_then(|r| r.rows.first()).and_then(|row| row.first().cloned()).flatten()
+}
+
+// ---- logins ----
+
+#[tokio::test]
+async fn every_method_over_tcp_and_socket_plain_and_replication() {
+    for &(user, password, method) in USERS {
+        for tcp in [true, false] {
+            let how = format!("{user} ({method}) over {}", if tcp { "TCP" } else { "the socket" });
+            let mut c = connect(tcp, user, password, "postgres", "").await.unwrap_or_else(|e| panic!("{how}: {e}"));
+            assert_eq!(query_one(&mut c, "SELECT current_user").await.as_deref(), Some(user), "{how}");
+            let version = c.session().server_version_num().unwrap();
+            assert!((150000..160000).contains(&version), "{how}: {version}");
+            assert!(c.session().process_id.is_some(), "{how}: no BackendKeyData");
+            c.close().await.unwrap();
+
+            let mut r = connect(tcp, user, password, "postgres", "replication=database")
+                .await
+                .unwrap_or_else(|e| panic!("{how}, replication: {e}"));
+            let sys = r.identify_system().await.unwrap_or_else(|e| panic!("{how}: IDENTIFY_SYSTEM: {e}"));
+            assert_eq!(sys.dbname.as_deref(), Some("postgres"), "{how}");
+            assert!(sys.timeline >= 1, "{how}");
+            assert!(sys.system_id.chars().all(|c| c.is_ascii_digit()) && sys.system_id.len() > 10, "{sys:?}");
+            assert!(!sys.xlogpos.is_invalid(), "{sys:?}");
+            r.close().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn physical_replication_connection_identifies_without_database() {
+    let mut r = connect(false, "u_md5", "pw_md5", "postgres", "replication=true").await.unwrap();
+    let sys = r.identify_system().await.unwrap();
+    assert_eq!(sys.dbname, None);
+    r.close().await.unwrap();
+}
+
+// ---- server-reported errors ----
+
+#[tokio::test]
+async fn wrong_password_is_28p01_with_fields() {
+    for user in ["u_password", "u_md5", "u_scram"] {
+        for tcp in [true, false] {
+            for extra in ["", "replication=database"] {
+                let e = connect_err(tcp, user, "not-the-password", "postgres", extra).await;
+                assert_eq!(e.kind(), ErrorKind::Db, "{user}: {e}");
+                assert_eq!(e.code(), Some("28P01"), "{user}: {e}");
+                let db = e.as_db().unwrap();
+                assert_eq!(db.severity, "FATAL");
+                assert_eq!(db.message, format!("password authentication failed for user \"{user}\""));
+                assert!(e.to_string().contains("28P01"), "{e}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn missing_password_is_refused_by_the_client() {
+    for user in ["u_password", "u_md5", "u_scram"] {
+        let e = connect_err(true, user, "", "postgres", "").await;
+        assert_eq!(e.kind(), ErrorKind::Auth, "{user}: {e}");
+        assert!(e.to_string().contains("password"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn missing_database_is_3d000() {
+    for (user, password) in [("u_trust", ""), ("u_scram", "pw_scram")] {
+        for tcp in [true, false] {
+            let e = connect_err(tcp, user, password, "no_such_db", "").await;
+            assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+            assert_eq!(e.code(), Some("3D000"), "{e}");
+            let db = e.as_db().unwrap();
+            assert_eq!(db.severity, "FATAL");
+            assert!(db.message.contains("no_such_db"), "{e}");
+        }
+    }
+    // a logical replication connection needs its database too
+    let e = connect_err(true, "u_trust", "", "no_such_db", "replication=database").await;
+    assert_eq!(e.code(), Some("3D000"), "{e}");
+}
+
+#[tokio::test]
+async fn no_pg_hba_entry_is_28000() {
+    // The role does not exist and pg_hba.conf has no line for it: the server answers 28000 before asking for
+    // any password.
+    for tcp in [true, false] {
+        for extra in ["", "replication=database"] {
+            let e = connect_err(tcp, "no_such_role", "whatever-pw", "postgres", extra).await;
+            assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+            assert_eq!(e.code(), Some("28000"), "{e}");
+            let db = e.as_db().unwrap();
+            assert_eq!(db.severity, "FATAL");
+            assert!(db.message.contains("no pg_hba.conf entry"), "{e}");
+            assert!(db.message.contains("no_such_role"), "{e}");
+        }
+    }
+}
+
+// ---- require_auth ----
+
+#[tokio::test]
+async fn require_scram_refuses_md5_and_password_users() {
+    for user in ["u_md5", "u_password"] {
+        for tcp in [true, false] {
+            let e = connect_err(tcp, user, password_of(user), "postgres", "require_auth=scram-sha-256").await;
+            assert_eq!(e.kind(), ErrorKind::Auth, "{user}: {e}");
+            assert!(e.to_string().contains("require_auth"), "{e}");
+            assert!(e.as_db().is_none());
+        }
+    }
+    let c = connect(true, "u_scram", "pw_scram", "postgres", "require_auth=scram-sha-256").await.unwrap();
+    c.close().await.unwrap();
+    let c = connect(false, "u_scram", "pw_scram", "postgres", "require_auth=scram-sha-256 replication=database")
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn require_not_password_refuses_the_password_user() {
+    let e = connect_err(true, "u_password", "pw_cleartext", "postgres", "require_auth=!password").await;
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    for (user, password) in [("u_md5", "pw_md5"), ("u_scram", "pw_scram"), ("u_trust", "")] {
+        let c = connect(true, user, password, "postgres", "require_auth=!password")
+            .await
+            .unwrap_or_else(|e| panic!("{user}: {e}"));
+        c.close().await.unwrap();
+    }
+    let c = connect(true, "u_password", "pw_cleartext", "postgres", "require_auth=password").await.unwrap();
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn require_none() {
+    let c = connect(true, "u_trust", "", "postgres", "require_auth=none").await.unwrap();
+    c.close().await.unwrap();
+    for (user, password) in [("u_scram", "pw_scram"), ("u_md5", "pw_md5"), ("u_password", "pw_cleartext")] {
+        let e = connect_err(true, user, password, "postgres", "require_auth=none").await;
+        assert_eq!(e.kind(), ErrorKind::Auth, "{user}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn require_md5_fails_against_trust() {
+    for require in ["require_auth=md5", "require_auth=scram-sha-256", "require_auth=!none"] {
+        let e = connect_err(true, "u_trust", "", "postgres", require).await;
+        assert_eq!(e.kind(), ErrorKind::Auth, "{require}: {e}");
+    }
+    let c = connect(true, "u_md5", "pw_md5", "postgres", "require_auth=md5").await.unwrap();
+    c.close().await.unwrap();
+}
+
+// ---- .pgpass ----
+
+fn write_pgpass(dir: &std::path::Path, mode: u32, lines: &[String]) -> std::path::PathBuf {
+    let path = dir.join(format!("pgpass-{mode:o}"));
+    let mut f = std::fs::File::create(&path).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn password_from_pgpass_file() {
+    let c = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_dir = c.socket_dir().to_string_lossy().into_owned();
+    let lines = vec![
+        "# comment".to_string(),
+        format!("127.0.0.1:{}:postgres:u_scram:pw_scram", c.port()),
+        format!("127.0.0.1:*:*:u_md5:pw_md5"),
+        format!("{}:{}:postgres:u_password:pw_cleartext", socket_dir.replace(':', "\\:"), c.port()),
+        "*:*:*:u_other:nope".to_string(),
+    ];
+    let good = write_pgpass(dir.path(), 0o600, &lines);
+    let open = write_pgpass(dir.path(), 0o644, &lines);
+
+    let env_for =
+        |path: std::path::PathBuf| move |k: &str| (k == "PGPASSFILE").then(|| path.to_string_lossy().into_owned());
+
+    for (conninfo, who) in [
+        (c.conninfo("u_scram", "postgres"), "u_scram"),
+        (c.conninfo("u_md5", "postgres"), "u_md5"),
+        (c.socket_conninfo("u_password", "postgres"), "u_password"),
+    ] {
+        let conninfo = format!("{conninfo} connect_timeout=10");
+        let env = env_for(good.clone());
+        let cfg = Config::from_env_and_str(&conninfo, &env).unwrap();
+        assert!(cfg.password_for(0).is_some(), "{who}: no password found in the file");
+        let mut client = Client::connect(&cfg).await.unwrap_or_else(|e| panic!("{who}: {e}"));
+        assert_eq!(query_one(&mut client, "SELECT current_user").await.as_deref(), Some(who));
+        client.close().await.unwrap();
+
+        // The same file readable by others is ignored (with a warning), so the server's request goes unanswered.
+        let env = env_for(open.clone());
+        let (cfg, warnings) = Config::from_env_and_str_with_warnings(&conninfo, &env).unwrap();
+        assert_eq!(cfg.password_for(0), None, "{who}: a 0644 password file must be ignored");
+        assert!(!warnings.is_empty(), "{who}: no warning for a 0644 password file");
+        let e = Client::connect(&cfg).await.expect_err("no password");
+        assert_eq!(e.kind(), ErrorKind::Auth, "{who}: {e}");
+    }
+
+    // A password in the string wins over the file.
+    let env = env_for(good.clone());
+    let cfg = Config::from_env_and_str(
+        &format!("{} password=wrong-one connect_timeout=10", c.conninfo("u_scram", "postgres")),
+        &env,
+    )
+    .unwrap();
+    let e = Client::connect(&cfg).await.expect_err("wrong password");
+    assert_eq!(e.code(), Some("28P01"), "{e}");
+}
+
+// ---- notices ----
+
+#[tokio::test]
+async fn notice_reaches_the_handler() {
+    let (handler, seen) = notice_collector();
+    let cfg = config(true, "u_trust", "", "postgres", "");
+    let mut c = Client::connect_with_notices(&cfg, handler).await.unwrap();
+    c.simple_query("DROP TABLE IF EXISTS nonexistent_x").await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].severity, "NOTICE");
+        assert_eq!(seen[0].code, "00000");
+        assert!(seen[0].message.contains("nonexistent_x"), "{:?}", seen[0]);
+    }
+    // RAISE WARNING with detail and hint, in a DO block
+    c.simple_query("DO $$BEGIN RAISE WARNING 'careful' USING DETAIL = 'd1', HINT = 'h1'; END$$").await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        let w = seen.last().unwrap();
+        assert_eq!((w.severity.as_str(), w.message.as_str()), ("WARNING", "careful"));
+        assert_eq!((w.detail.as_deref(), w.hint.as_deref()), (Some("d1"), Some("h1")));
+    }
+    // an error in a multi-statement query: the first error, typed, and the connection stays usable
+    let e = c.simple_query("SELECT 1; SELECT * FROM no_such_table_y; SELECT 3").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Db);
+    assert_eq!(e.code(), Some("42P01"), "{e}");
+    assert_eq!(e.as_db().unwrap().severity, "ERROR");
+    assert_eq!(query_one(&mut c, "SELECT 41 + 1").await.as_deref(), Some("42"));
+    c.close().await.unwrap();
+}
+
+// ---- slot commands ----
+
+fn logical(slot: &str, temporary: bool, snapshot: SnapshotAction) -> CreateSlot {
+    CreateSlot { slot: slot.into(), plugin: "wal2json".into(), temporary, snapshot, two_phase: false }
+}
+
+#[tokio::test]
+async fn awkward_slot_names_are_quoted_and_rejected_by_the_server_as_invalid_names() {
+    let mut c = replication_client().await;
+    for name in [
+        "UpperCase",
+        "with space",
+        "with\"quote",
+        "it's",
+        "semi;colon",
+        "x\" LOGICAL \"wal2json",
+        "back\\slash",
+        "\u{e9}t\u{e9}",
+        "a-b",
+    ] {
+        for temporary in [true, false] {
+            let e = c.create_replication_slot(&logical(name, temporary, SnapshotAction::NoExport)).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Db, "{name:?}: {e}");
+            assert_eq!(e.code(), Some("42602"), "{name:?}: {e} (42601 would mean the quoting is broken)");
+            assert!(e.to_string().contains("invalid character"), "{name:?}: {e}");
+        }
+        // DROP and READ look the name up without validating it: it does not exist
+        let e = c.drop_replication_slot(name, true).await.unwrap_err();
+        assert_eq!(e.code(), Some("42704"), "{name:?}: {e}");
+        assert_eq!(c.read_replication_slot(name).await.unwrap(), None, "{name:?}");
+    }
+    // Too long for NAMEDATALEN: the server truncates the identifier to 63 bytes (with a NOTICE) and creates
+    // that slot; server behaviour, as with psql or pg_recvlogical.
+    let (handler, seen) = notice_collector();
+    c.set_notice_handler(handler);
+    let long = c.create_replication_slot(&logical(&"x".repeat(64), true, SnapshotAction::NoExport)).await.unwrap();
+    assert_eq!(long.slot_name, "x".repeat(63));
+    assert!(seen.lock().unwrap().iter().any(|n| n.message.contains("will be truncated")), "{seen:?}");
+    c.drop_replication_slot(&long.slot_name, false).await.unwrap();
+    // an empty name is an invalid name too, not a syntax error (a zero-length identifier)
+    let e = c.create_replication_slot(&logical("", true, SnapshotAction::NoExport)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+    // a plugin name that needs quoting is sent quoted: the server looks for that library
+    let mut odd = logical("odd_plugin", true, SnapshotAction::NoExport);
+    odd.plugin = "wal2json\" (SNAPSHOT 'export')".into();
+    let e = c.create_replication_slot(&odd).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+    assert_ne!(e.code(), Some("42601"), "{e}");
+    // the connection is still fine
+    c.identify_system().await.unwrap();
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn slot_lifecycle() {
+    let mut c = replication_client().await;
+
+    // temporary, exporting a snapshot that another session can import while this one stays idle
+    let t = c.create_replication_slot(&logical("auth_tmp_export", true, SnapshotAction::Export)).await.unwrap();
+    assert_eq!(t.slot_name, "auth_tmp_export");
+    assert!(!t.consistent_point.is_invalid());
+    assert_eq!(t.output_plugin.as_deref(), Some("wal2json"));
+    let snapshot = t.snapshot_name.clone().filter(|s| !s.is_empty()).expect("an exported snapshot");
+    let mut plain = connect(true, "u_scram", "pw_scram", "postgres", "").await.unwrap();
+    let r = plain
+        .simple_query(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '{snapshot}'; SELECT 7; COMMIT"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.iter().map(|r| r.tag.as_str()).collect::<Vec<_>>(), ["BEGIN", "SET", "SELECT 1", "COMMIT"]);
+    plain.close().await.unwrap();
+
+    // permanent, no snapshot
+    let p = c.create_replication_slot(&logical("auth_perm", false, SnapshotAction::NoExport)).await.unwrap();
+    assert_eq!(p.slot_name, "auth_perm");
+    assert_eq!(p.snapshot_name, None, "{p:?}");
+
+    // both are listed, via SQL on the replication connection
+    let r = c.simple_query("select slot_name, temporary from pg_replication_slots order by 1").await.unwrap();
+    assert_eq!(r[0].columns, ["slot_name", "temporary"]);
+    let rows = &r[0].rows;
+    let temporary = |name: &str| rows.iter().find(|row| row[0].as_deref() == Some(name)).map(|row| row[1].clone());
+    assert_eq!(temporary("auth_tmp_export"), Some(Some("t".into())), "{rows:?}");
+    assert_eq!(temporary("auth_perm"), Some(Some("f".into())), "{rows:?}");
+
+    // CREATE of an existing slot: 42710, from another session for the temporary one
+    let mut other = replication_client().await;
+    for (name, temporary) in [("auth_tmp_export", true), ("auth_perm", false), ("auth_perm", true)] {
+        let e = other.create_replication_slot(&logical(name, temporary, SnapshotAction::NoExport)).await.unwrap_err();
+        assert_eq!(e.code(), Some("42710"), "{name}: {e}");
+        assert!(e.to_string().contains("already exists"), "{e}");
+    }
+    other.close().await.unwrap();
+
+    // READ_REPLICATION_SLOT: a logical slot is refused by the server; a missing one is None
+    let e = c.read_replication_slot("auth_perm").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+    assert_eq!(e.code(), Some("0A000"), "{e}");
+    assert_eq!(c.read_replication_slot("auth_no_such_slot").await.unwrap(), None);
+
+    // Server behaviour worth knowing: an ERROR on a walsender connection drops that session's temporary slots.
+    let left = c.simple_query("select count(*) from pg_replication_slots where slot_name = 'auth_tmp_export'").await;
+    assert_eq!(left.unwrap()[0].get(0, "count"), Some("0"));
+
+    // DROP ... WAIT, then again: 42704
+    c.drop_replication_slot("auth_perm", true).await.unwrap();
+    let e = c.drop_replication_slot("auth_perm", true).await.unwrap_err();
+    assert_eq!(e.code(), Some("42704"), "{e}");
+    c.close().await.unwrap();
+
+    // A temporary slot disappears with its connection.
+    let mut c = replication_client().await;
+    c.create_replication_slot(&logical("auth_tmp_gone", true, SnapshotAction::NoExport)).await.unwrap();
+    c.close().await.unwrap();
+    let cl = cluster();
+    let mut left = String::from("?");
+    for _ in 0..50 {
+        left =
+            cl.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'auth_tmp_gone'").unwrap();
+        if left == "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, "0");
+}
+
+#[tokio::test]
+async fn read_replication_slot_on_a_physical_slot() {
+    let mut c = replication_client().await;
+    query_one(&mut c, "SELECT pg_create_physical_replication_slot('auth_phys', true)").await;
+    let s = c.read_replication_slot("auth_phys").await.unwrap().expect("the slot exists");
+    assert_eq!(s.slot_type, "physical");
+    assert!(s.restart_lsn.is_some_and(|l| !l.is_invalid()), "{s:?}");
+    assert_eq!(s.restart_tli, Some(1));
+    c.drop_replication_slot("auth_phys", false).await.unwrap();
+    assert_eq!(c.read_replication_slot("auth_phys").await.unwrap(), None);
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn slot_commands_on_a_plain_connection_are_refused_by_the_server() {
+    let mut c = connect(true, "u_scram", "pw_scram", "postgres", "").await.unwrap();
+    let e = c.identify_system().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+    assert_eq!(e.code(), Some("42601"), "{e}"); // plain SQL grammar: a syntax error
+    c.close().await.unwrap();
+}
