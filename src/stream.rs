@@ -462,6 +462,12 @@ impl<C: TxnClassifier> StreamTask<C> {
                 Ok(false)
             }
             BackendMessage::ErrorResponse(e) => Err(Error::db(e)),
+            // A walsender told to stop (fast or smart server shutdown) waits until the client has confirmed
+            // everything it sent, then ends the COPY with CommandComplete and exits (walsender.c WalSndDone): the
+            // connection is going away and a reconnect may succeed, as for a dropped connection.
+            BackendMessage::CommandComplete(tag) => {
+                Err(Error::closed(format!("the server ended replication ({tag}): it is shutting down")))
+            }
             BackendMessage::ParameterStatus { name, value } => {
                 self.info.parameters.push((name, value));
                 Ok(false)
