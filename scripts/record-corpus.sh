@@ -37,7 +37,7 @@ if [ -z "$PORT" ]; then
 fi
 # Some hardened builds only let approved libraries be output plugins.
 EXTRA=""
-if "$PGBIN/postgres" --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+if "$PGBIN/postgres" --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
   EXTRA="-c output_plugin_libraries=pgoutput,test_decoding,wal2json"
 fi
 as_pg "$PGBIN/initdb" -D "$TMP/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null

@@ -4,7 +4,9 @@
 
 use crate::error::{Error, Result};
 
-use super::event::{Column, Event, PkColumn, Transaction};
+use std::borrow::Cow;
+
+use super::event::{Column, Event, PkColumn, Transaction, Value};
 use super::scan::Cursor;
 use super::{v1, v2, ChunkKind, Format};
 
@@ -18,7 +20,13 @@ const POOL_MAX_CAPACITY: usize = 4096;
 pub(crate) struct Scratch {
     cols: Vec<Vec<Column<'static>>>,
     pks: Vec<Vec<PkColumn<'static>>>,
+    /// Strings of recycled events, reused to unescape strings with escapes.
+    pub(crate) strings: Vec<String>,
 }
+
+/// At most this many pooled strings, each of at most this capacity.
+const POOL_STRINGS: usize = 1024;
+const POOL_STRING_MAX: usize = 64 * 1024;
 
 /// Empty `v` and give its allocation a new lifetime parameter. `Vec`'s in-place collection reuses the
 /// allocation (same size and alignment), so no memory is allocated or freed here.
@@ -58,8 +66,27 @@ impl Scratch {
         self.pks.push(relife_pks(v));
     }
     #[inline]
+    fn put_string(&mut self, s: Cow<'_, str>) {
+        if let Cow::Owned(s) = s {
+            if self.strings.len() < POOL_STRINGS && s.capacity() <= POOL_STRING_MAX {
+                self.strings.push(s);
+            }
+        }
+    }
+    #[inline]
+    fn harvest(&mut self, cols: &mut Vec<Column<'_>>) {
+        for c in cols.drain(..) {
+            self.put_string(c.name);
+            if let Value::String(s) = c.value {
+                self.put_string(s);
+            }
+        }
+    }
+    #[inline]
     pub(crate) fn recycle(&mut self, ev: Event<'_>) {
-        if let Event::Insert(c) | Event::Update(c) | Event::Delete(c) = ev {
+        if let Event::Insert(mut c) | Event::Update(mut c) | Event::Delete(mut c) = ev {
+            self.harvest(&mut c.columns);
+            self.harvest(&mut c.identity);
             self.put_columns(c.columns);
             self.put_columns(c.identity);
             if let Some(p) = c.pk {

@@ -160,6 +160,67 @@ impl<'a> Cursor<'a> {
         String::from_utf8(out).map(Cow::Owned).map_err(|_| self.err_at(s, "string is not valid UTF-8"))
     }
 
+    /// [`Cursor::string`], unescaping in the same pass into a `String` taken from `pool` (see
+    /// [`super::Scratch`]) instead of a new allocation.
+    #[inline(always)]
+    pub(crate) fn string_in(&mut self, pool: &mut Vec<String>) -> Result<Cow<'a, str>> {
+        if self.peek() != Some(b'"') {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.err("expected a string"));
+            }
+        }
+        let start = self.pos + 1;
+        let j = find_quote_or_backslash(self.b, start).ok_or_else(|| self.err("unterminated string"))?;
+        if self.b.get(j) == Some(&b'"') {
+            self.pos = j + 1;
+            return Ok(Cow::Borrowed(self.str_range(start, j)?));
+        }
+        self.string_escaped(start, j, pool)
+    }
+
+    #[inline(never)]
+    fn string_escaped(&mut self, start: usize, mut i: usize, pool: &mut Vec<String>) -> Result<Cow<'a, str>> {
+        let b = self.b;
+        let mut out = pool.pop().unwrap_or_default();
+        out.clear();
+        // Runs between escapes are taken as `&str` from the validated payload (cheap) and escapes decode to
+        // chars, so the result is UTF-8 by construction.
+        out.push_str(self.str_range(start, i)?);
+        loop {
+            let (ch, next) = escape_char(b, i, 0)?;
+            out.push(ch);
+            i = next;
+            let k = find_quote_or_backslash(b, i).ok_or_else(|| self.err_at(start - 1, "unterminated string"))?;
+            out.push_str(self.str_range(i, k)?);
+            if b.get(k) == Some(&b'"') {
+                self.pos = k + 1;
+                return Ok(Cow::Owned(out));
+            }
+            i = k;
+        }
+    }
+
+    /// [`Cursor::value`] with pooled unescaping.
+    #[inline(always)]
+    pub(crate) fn value_in(&mut self, pool: &mut Vec<String>) -> Result<Value<'a>> {
+        if self.peek() == Some(b'"') {
+            return self.string_in(pool).map(Value::String);
+        }
+        self.value()
+    }
+
+    /// Consume `lit` if the input continues with exactly it (no whitespace skipping: the fast paths).
+    #[inline(always)]
+    pub(crate) fn lit(&mut self, lit: &[u8]) -> bool {
+        if self.rest().starts_with(lit) {
+            self.pos += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
     /// A JSON string as bytes (message content: need not be UTF-8).
     pub(crate) fn byte_string(&mut self) -> Result<Cow<'a, [u8]>> {
         let (s, e, esc) = self.string_span()?;
@@ -400,6 +461,13 @@ impl<'a> Cursor<'a> {
     pub(crate) fn type_name(&mut self) -> Result<Cow<'a, str>> {
         self.ws();
         let start = self.pos;
+        let mut c = *self;
+        if let Ok((s, e, false)) = c.string_span() {
+            if matches!(c.peek(), Some(b',' | b'}' | b']')) {
+                *self = c;
+                return Ok(Cow::Borrowed(self.str_range(s, e)?));
+            }
+        }
         let mut c = *self;
         if let Ok(s) = c.string() {
             let t = skip_ws_at(c.b, c.pos);
@@ -786,55 +854,75 @@ fn hex4(b: &[u8], at: usize) -> Option<u32> {
 /// Unescape JSON string content `src` (which starts at payload offset `base`) onto `out`.
 pub(crate) fn unescape(src: &[u8], base: usize, out: &mut Vec<u8>) -> Result<()> {
     let mut i = 0;
-    while i < src.len() {
-        let j = match src.get(i..).and_then(|r| r.iter().position(|&c| c == b'\\')) {
-            Some(k) => i + k,
-            None => {
-                out.extend_from_slice(src.get(i..).unwrap_or(&[]));
-                return Ok(());
-            }
+    loop {
+        let Some(j) = find_backslash(src, i) else {
+            out.extend_from_slice(src.get(i..).unwrap_or(&[]));
+            return Ok(());
         };
         out.extend_from_slice(src.get(i..j).unwrap_or(&[]));
-        let bad = || Error::decode(base + j, "invalid escape in string");
-        let c = *src.get(j + 1).ok_or_else(bad)?;
-        i = j + 2;
-        let simple = match c {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let hi = hex4(src, j + 2).ok_or_else(bad)?;
-                i = j + 6;
-                let cp = if (0xD800..0xDC00).contains(&hi) {
-                    if src.get(i) != Some(&b'\\') || src.get(i + 1) != Some(&b'u') {
-                        return Err(bad());
-                    }
-                    let lo = hex4(src, i + 2).ok_or_else(bad)?;
-                    if !(0xDC00..0xE000).contains(&lo) {
-                        return Err(bad());
-                    }
-                    i += 6;
-                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                } else if (0xDC00..0xE000).contains(&hi) {
-                    return Err(bad());
-                } else {
-                    hi
-                };
-                let ch = char::from_u32(cp).ok_or_else(bad)?;
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                continue;
-            }
-            _ => return Err(bad()),
-        };
-        out.push(simple);
+        i = escape_at(src, j, base, out)?;
     }
-    Ok(())
+}
+
+/// The first `\` at or after `i` (a `"` found on the way is content).
+#[inline(always)]
+fn find_backslash(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let j = find_quote_or_backslash(b, i)?;
+        if b.get(j) == Some(&b'\\') {
+            return Some(j);
+        }
+        i = j + 1;
+    }
+}
+
+/// Decode the escape sequence at `b[j]` (a backslash) onto `out`; returns the index after it. `base` is added to
+/// positions in errors.
+#[inline]
+pub(crate) fn escape_at(b: &[u8], j: usize, base: usize, out: &mut Vec<u8>) -> Result<usize> {
+    let (ch, next) = escape_char(b, j, base)?;
+    let mut buf = [0u8; 4];
+    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+    Ok(next)
+}
+
+/// The character of the escape sequence at `b[j]` (a backslash) and the index after it.
+#[inline]
+pub(crate) fn escape_char(b: &[u8], j: usize, base: usize) -> Result<(char, usize)> {
+    let bad = || Error::decode(base + j, "invalid escape in string");
+    let c = *b.get(j + 1).ok_or_else(bad)?;
+    let simple = match c {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hi = hex4(b, j + 2).ok_or_else(bad)?;
+            let mut i = j + 6;
+            let cp = if (0xD800..0xDC00).contains(&hi) {
+                if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+                    return Err(bad());
+                }
+                let lo = hex4(b, i + 2).ok_or_else(bad)?;
+                if !(0xDC00..0xE000).contains(&lo) {
+                    return Err(bad());
+                }
+                i += 6;
+                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+            } else if (0xDC00..0xE000).contains(&hi) {
+                return Err(bad());
+            } else {
+                hi
+            };
+            return Ok((char::from_u32(cp).ok_or_else(bad)?, i));
+        }
+        _ => return Err(bad()),
+    };
+    Ok((simple, j + 2))
 }
 
 #[cfg(test)]

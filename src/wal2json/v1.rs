@@ -153,7 +153,7 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
                 b"schema" => schema = cur.opt_string()?,
                 b"table" => table = Some(cur.string()?),
                 b"columnnames" => column_array(cur, &mut cols, |c, col| {
-                    col.name = c.string()?;
+                    col.name = c.string_in(&mut scratch.strings)?;
                     Ok(())
                 })?,
                 b"columntypes" => column_array(cur, &mut cols, |c, col| {
@@ -182,7 +182,7 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
                     })?;
                 }
                 b"columnvalues" => column_array(cur, &mut cols, |c, col| {
-                    col.value = c.value()?;
+                    col.value = c.value_in(&mut scratch.strings)?;
                     Ok(())
                 })?,
                 b"pk" => {

@@ -53,14 +53,14 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
                 b"table" => table = Some(cur.string()?),
                 b"columns" => {
                     let mut v = scratch.take_columns();
-                    columns_into(cur, &mut v)?;
+                    columns_into(cur, &mut v, &mut scratch.strings)?;
                     if let Some(old) = columns.replace(v) {
                         scratch.put_columns(old);
                     }
                 }
                 b"identity" => {
                     let mut v = scratch.take_columns();
-                    columns_into(cur, &mut v)?;
+                    columns_into(cur, &mut v, &mut scratch.strings)?;
                     if let Some(old) = identity.replace(v) {
                         scratch.put_columns(old);
                     }
@@ -152,13 +152,13 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
 
 /// `[{"name":…,"type":…,"typeoid":…,"value":…,"optional":…,"position":…,"default":…},…]`
 #[inline]
-pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>) -> Result<()> {
+pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>, pool: &mut Vec<String>) -> Result<()> {
     cur.expect(b'[', "expected '['")?;
     if cur.eat(b']') {
         return Ok(());
     }
     loop {
-        out.push(column(cur)?);
+        out.push(column(cur, pool)?);
         if cur.eat(b',') {
             continue;
         }
@@ -168,9 +168,8 @@ pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>) 
 }
 
 #[inline]
-fn column<'a>(cur: &mut Cursor<'a>) -> Result<Column<'a>> {
+fn column<'a>(cur: &mut Cursor<'a>, pool: &mut Vec<String>) -> Result<Column<'a>> {
     let start = cur.pos;
-    cur.expect(b'{', "expected '{'")?;
     let mut col = Column {
         name: Cow::Borrowed(""),
         type_name: None,
@@ -180,33 +179,72 @@ fn column<'a>(cur: &mut Cursor<'a>) -> Result<Column<'a>> {
         position: None,
         default: None,
     };
-    let mut has_name = false;
-    if !cur.eat(b'}') {
-        loop {
-            match cur.key()? {
-                b"name" => {
-                    col.name = cur.string()?;
-                    has_name = true;
-                }
-                b"type" => col.type_name = Some(cur.type_name()?),
-                b"typeoid" => col.type_oid = Some(cur.i64()?),
-                b"value" => col.value = cur.value()?,
-                b"optional" => col.optional = Some(cur.boolean()?),
-                b"position" => col.position = Some(cur.i32()?),
-                b"default" => col.default = cur.default_v2()?,
-                _ => cur.skip_value()?,
-            }
-            if cur.eat(b',') {
-                continue;
-            }
-            cur.expect(b'}', "expected ',' or '}'")?;
-            break;
+    // Fast path: wal2json's own key order, matched as literals.
+    if cur.lit(b"{\"name\":") {
+        col.name = cur.string_in(pool)?;
+        if cur.lit(b",\"type\":") {
+            col.type_name = Some(cur.type_name()?);
         }
+        if cur.lit(b",\"typeoid\":") {
+            col.type_oid = Some(cur.i64()?);
+        }
+        if cur.lit(b",\"value\":") {
+            col.value = cur.value_in(pool)?;
+            if cur.lit(b",\"optional\":") {
+                col.optional = Some(cur.boolean()?);
+            }
+            if cur.lit(b",\"position\":") {
+                col.position = Some(cur.i32()?);
+            }
+            if cur.lit(b",\"default\":") {
+                col.default = cur.default_v2()?;
+            }
+        }
+        if cur.lit(b"}") {
+            return Ok(col);
+        }
+        // anything else: the general loop below takes over after a ','
+        if !cur.eat(b',') {
+            cur.expect(b'}', "expected ',' or '}'")?;
+            return Ok(col);
+        }
+        column_keys(cur, &mut col, pool)?;
+        return Ok(col);
     }
-    if !has_name {
+    cur.expect(b'{', "expected '{'")?;
+    if cur.eat(b'}') {
+        return Err(cur.err_at(start, "column without \"name\""));
+    }
+    let named = column_keys(cur, &mut col, pool)?;
+    if !named {
         return Err(cur.err_at(start, "column without \"name\""));
     }
     Ok(col)
+}
+
+/// Column keys in any order, up to and including the closing `}`; whether a name was among them.
+fn column_keys<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<String>) -> Result<bool> {
+    let mut has_name = false;
+    loop {
+        match cur.key()? {
+            b"name" => {
+                col.name = cur.string_in(pool)?;
+                has_name = true;
+            }
+            b"type" => col.type_name = Some(cur.type_name()?),
+            b"typeoid" => col.type_oid = Some(cur.i64()?),
+            b"value" => col.value = cur.value_in(pool)?,
+            b"optional" => col.optional = Some(cur.boolean()?),
+            b"position" => col.position = Some(cur.i32()?),
+            b"default" => col.default = cur.default_v2()?,
+            _ => cur.skip_value()?,
+        }
+        if cur.eat(b',') {
+            continue;
+        }
+        cur.expect(b'}', "expected ',' or '}'")?;
+        return Ok(has_name);
+    }
 }
 
 /// `[{"name":…,"type":…,"typeoid":…},…]`
