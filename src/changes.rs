@@ -212,6 +212,9 @@ pub struct ChangeStream {
     current: Option<XLogData>,
     /// What the application acknowledged (monotonic); where a reconnect resumes.
     acked: Lsn,
+    /// The highest flush position reported to the server by this stream's connections (acknowledgements and the
+    /// idle advance): a slot confirmed up to there is not ahead of the application.
+    reported: Lsn,
     /// Dropping a replayed transaction until its end.
     skipping: bool,
     /// A transaction is open (between its Begin and Commit payloads).
@@ -237,6 +240,7 @@ impl ChangeStream {
             probe: AnyDecoder::new(),
             current: None,
             acked,
+            reported: acked,
             skipping: false,
             open: false,
             ended: false,
@@ -298,9 +302,11 @@ impl ChangeStream {
                     }
                 }
                 if let Some(confirmed) = get(0).and_then(|s| Lsn::parse(&s).ok()) {
-                    if !self.acked.is_invalid() && confirmed > self.acked {
+                    if !self.acked.is_invalid() && confirmed > self.acked.max(self.reported) {
                         self.emit(StreamEvent::SlotAhead { stored: self.acked, confirmed });
                     }
+                    // reported once; streaming continues from there
+                    self.reported = self.reported.max(confirmed);
                 }
             }
         }
@@ -357,6 +363,7 @@ impl ChangeStream {
                     return Ok(None);
                 }
                 Err(e) if e.is_retryable() && self.cfg.reconnect.enabled => {
+                    self.reported = self.reported.max(stream.reported_flush());
                     self.emit(StreamEvent::Disconnected { cause: e.to_string() });
                     self.stream = None;
                     continue;
