@@ -87,6 +87,9 @@ pub enum StreamEvent {
     },
 }
 
+/// A callback for [`StreamEvent`]s.
+pub type EventHandler = Arc<dyn Fn(&StreamEvent) + Send + Sync>;
+
 /// Reconnect policy: exponential backoff with jitter.
 #[derive(Debug, Clone, Copy)]
 pub struct Reconnect {
@@ -139,7 +142,7 @@ pub struct ChangeStreamConfig {
     /// Reconnect policy.
     pub reconnect: Reconnect,
     /// Called for every [`StreamEvent`].
-    pub on_event: Option<Arc<dyn Fn(&StreamEvent) + Send + Sync>>,
+    pub on_event: Option<EventHandler>,
 }
 
 impl fmt::Debug for ChangeStreamConfig {

@@ -46,7 +46,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::auth::{AuthMethod, RequireAuth};
+use crate::auth::RequireAuth;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The PostgreSQL default port.
@@ -460,8 +460,7 @@ impl Config {
     /// backslash escapes, as libpq). It contains the password when there is one.
     ///
     /// Not representable, and so not rendered: `extra`, `host_passwords`, and host names or socket paths that
-    /// contain a comma. `require_auth` is rendered as the list of allowed methods, which allows the same methods
-    /// (a deny-list comes back as the equivalent allow-list). A password that is not UTF-8 is rendered inside a
+    /// contain a comma. A password that is not UTF-8 is rendered inside a
     /// percent-encoded URI in `dbname` (expanded on parsing).
     pub fn render(&self) -> String {
         let mut out: Vec<String> = Vec::new();
@@ -558,9 +557,7 @@ fn render_require_auth(r: &RequireAuth) -> Option<String> {
     if r.is_default() {
         return None;
     }
-    let all = [AuthMethod::None, AuthMethod::Password, AuthMethod::Md5, AuthMethod::ScramSha256];
-    let allowed: Vec<&str> = all.iter().filter(|m| r.allows(**m)).map(|m| m.name()).collect();
-    Some(allowed.join(","))
+    Some(r.to_string())
 }
 
 /// C's `isspace` in the C locale, which libpq uses to split a connection string.
@@ -1823,6 +1820,7 @@ fn wipe(buf: &mut [u8]) {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::auth::AuthMethod;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -2815,11 +2813,12 @@ db.example.com:5432:shop:alice:first
     }
 
     #[test]
-    fn render_require_auth_deny_list_as_allow_list() {
+    fn render_require_auth_exactly() {
         let c = p("user=u require_auth=!password,!md5").unwrap();
         let s = c.render();
-        assert!(s.contains("require_auth=none,scram-sha-256"), "{s}");
+        assert!(s.contains("require_auth=!password,!md5"), "{s}");
         let back = p(&s).unwrap();
+        assert_eq!(back, c);
         for m in [AuthMethod::None, AuthMethod::Password, AuthMethod::Md5, AuthMethod::ScramSha256] {
             assert_eq!(back.require_auth.allows(m), c.require_auth.allows(m));
         }

@@ -88,6 +88,22 @@ impl RequireAuth {
     }
 }
 
+impl std::fmt::Display for RequireAuth {
+    /// The setting as written: `md5,scram-sha-256` or `!password,!md5` (empty for the default).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, m) in self.methods.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if self.deny {
+                f.write_str("!")?;
+            }
+            f.write_str(m.name())?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +120,13 @@ mod tests {
         assert!(!r.allows(AuthMethod::Password));
         assert!(!r.allows(AuthMethod::None));
         assert!(RequireAuth::parse("").unwrap().allows(AuthMethod::Password));
+    }
+
+    #[test]
+    fn displays_as_written() {
+        for s in ["", "md5", "md5,scram-sha-256", "!password,!none"] {
+            assert_eq!(RequireAuth::parse(s).unwrap().to_string(), s);
+        }
     }
 
     #[test]
