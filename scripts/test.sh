@@ -28,5 +28,10 @@ cargo test --all-targets
 section "doctests: cargo test --doc"
 cargo test --doc
 
+# ---- fuzzing (issue 4; owner of this block: scripts/fuzz.sh, FUZZING.md) ----
+section "fuzz: every target for ${FUZZ_SHORT_SECONDS:-20} s (scripts/fuzz.sh short; a crash fails and prints its reproducer)"
+bash scripts/fuzz.sh short
+# ---- end fuzzing ----
+
 echo
 echo "scripts/test.sh: all checks passed in $((SECONDS - started)) s"
