@@ -333,6 +333,8 @@ pub struct Config {
     pub sslkey: Option<PathBuf>,
     /// `sslnegotiation` (libpq 17).
     pub sslnegotiation: SslNegotiation,
+    /// `sslsni`: send the host name as TLS SNI (default true; never sent for an IP address).
+    pub sslsni: bool,
     /// `keepalives`: whether TCP keepalives are on (default true).
     pub keepalives: bool,
     /// `keepalives_idle`, seconds (negative values become 0, as libpq).
@@ -372,6 +374,7 @@ impl fmt::Debug for Config {
             .field("sslcert", &self.sslcert)
             .field("sslkey", &self.sslkey)
             .field("sslnegotiation", &self.sslnegotiation)
+            .field("sslsni", &self.sslsni)
             .field("keepalives", &self.keepalives)
             .field("keepalives_idle", &self.keepalives_idle)
             .field("keepalives_interval", &self.keepalives_interval)
@@ -414,7 +417,7 @@ impl Config {
     /// Environment variables read: `PGHOST`, `PGHOSTADDR`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
     /// `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGPASSFILE`, `PGREQUIREAUTH`, `PGSSLMODE` (and the deprecated
     /// `PGREQUIRESSL`), `PGCHANNELBINDING`, `PGOPTIONS`, `PGTARGETSESSIONATTRS`, `PGSSLROOTCERT`, `PGSSLCERT`,
-    /// `PGSSLKEY`, `PGSSLNEGOTIATION`.
+    /// `PGSSLKEY`, `PGSSLNEGOTIATION`, `PGSSLSNI`.
     ///
     /// A password file with group or world permissions, or that is not a regular file, is ignored with a warning
     /// on standard error, as libpq does; [`Config::from_env_and_str_with_warnings`] returns the warnings instead.
@@ -534,6 +537,9 @@ impl Config {
         if self.sslnegotiation != SslNegotiation::default() {
             kv("sslnegotiation", self.sslnegotiation.as_str());
         }
+        if !self.sslsni {
+            kv("sslsni", "0");
+        }
         if !self.keepalives {
             kv("keepalives", "0");
         }
@@ -622,6 +628,7 @@ enum Opt {
     SslCert,
     SslKey,
     SslNegotiation,
+    SslSni,
     Keepalives,
     KeepalivesIdle,
     KeepalivesInterval,
@@ -652,6 +659,7 @@ impl Opt {
             Opt::SslCert => "sslcert",
             Opt::SslKey => "sslkey",
             Opt::SslNegotiation => "sslnegotiation",
+            Opt::SslSni => "sslsni",
             Opt::Keepalives => "keepalives",
             Opt::KeepalivesIdle => "keepalives_idle",
             Opt::KeepalivesInterval => "keepalives_interval",
@@ -681,6 +689,7 @@ impl Opt {
             Opt::SslCert => "PGSSLCERT",
             Opt::SslKey => "PGSSLKEY",
             Opt::SslNegotiation => "PGSSLNEGOTIATION",
+            Opt::SslSni => "PGSSLSNI",
             Opt::FallbackApplicationName
             | Opt::Replication
             | Opt::Keepalives
@@ -725,6 +734,7 @@ fn known(name: &str) -> Option<Known> {
         "sslcert" => Opt::SslCert,
         "sslkey" => Opt::SslKey,
         "sslnegotiation" => Opt::SslNegotiation,
+        "sslsni" => Opt::SslSni,
         "keepalives" => Opt::Keepalives,
         "keepalives_idle" => Opt::KeepalivesIdle,
         "keepalives_interval" => Opt::KeepalivesInterval,
@@ -741,7 +751,7 @@ fn known(name: &str) -> Option<Known> {
             ))
         }
         // Obsolete (TLS compression is gone) or cosmetic.
-        "sslcompression" | "sslsni" => return Some(Known::Ignored(|_| true, "")),
+        "sslcompression" => return Some(Known::Ignored(|_| true, "")),
         "sslcertmode" => {
             return Some(Known::Ignored(
                 |v| v == "disable" || v == "allow",
@@ -1504,6 +1514,13 @@ fn resolve(raw: &Raw, sys: &Sys<'_>) -> Result<(Config, Vec<String>)> {
         .unwrap_or_default();
     let sslnegotiation =
         enum_option(&look, Opt::SslNegotiation, SslNegotiation::parse, "postgres or direct")?.unwrap_or_default();
+    // libpq reads any value not starting with '1' as off; only 0 and 1 are accepted here.
+    let sni = |v: &str| match v {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    };
+    let sslsni = enum_option(&look, Opt::SslSni, sni, "0 or 1")?.unwrap_or(true);
     if sslnegotiation == SslNegotiation::Direct && !sslmode.requires_tls() {
         return Err(Error::config(
             "sslnegotiation",
@@ -1549,6 +1566,7 @@ fn resolve(raw: &Raw, sys: &Sys<'_>) -> Result<(Config, Vec<String>)> {
         sslcert,
         sslkey,
         sslnegotiation,
+        sslsni,
         keepalives,
         keepalives_idle,
         keepalives_interval,
@@ -2155,6 +2173,18 @@ mod tests {
         assert!(e.contains("\"sslnegotiation\"") && e.contains("weak sslmode"), "{e}");
         let e = err("sslnegotiation=tls");
         assert!(e.contains("\"sslnegotiation\""), "{e}");
+
+        assert!(p("").unwrap().sslsni);
+        assert!(!p("sslsni=0").unwrap().sslsni);
+        assert!(p("sslsni=1").unwrap().sslsni);
+        let e = err("sslsni=true");
+        assert!(e.contains("\"sslsni\"") && e.contains("0 or 1"), "{e}");
+        assert!(!pe("", &[("PGSSLSNI", "0")]).unwrap().sslsni);
+        assert!(pe("sslsni=1", &[("PGSSLSNI", "0")]).unwrap().sslsni);
+        let c = p("host=h sslsni=0").unwrap();
+        assert!(c.render().contains("sslsni=0"));
+        assert_eq!(p(&c.render()).unwrap(), c);
+        assert!(!p("host=h").unwrap().render().contains("sslsni"));
     }
 
     #[test]
@@ -2878,6 +2908,7 @@ db.example.com:5432:shop:alice:first
         sslcert: Option<String>,
         sslkey: Option<String>,
         direct: bool,
+        sslsni: bool,
     }
 
     prop_compose! {
@@ -2893,8 +2924,9 @@ db.example.com:5432:shop:alice:first
             sslcert in proptest::option::of(text(12)),
             sslkey in proptest::option::of(text(12)),
             direct in any::<bool>(),
+            sslsni in any::<bool>(),
         ) -> TlsPart {
-            TlsPart { sslmode, channel_binding, sslrootcert, sslcert, sslkey, direct }
+            TlsPart { sslmode, channel_binding, sslrootcert, sslcert, sslkey, direct, sslsni }
         }
     }
 
@@ -2965,6 +2997,7 @@ db.example.com:5432:shop:alice:first
                 sslcert: tls.sslcert.map(PathBuf::from),
                 sslkey: tls.sslkey.map(PathBuf::from),
                 sslnegotiation,
+                sslsni: tls.sslsni,
                 keepalives: net.keepalives,
                 keepalives_idle: net.keepalives_idle,
                 keepalives_interval: net.keepalives_interval,
