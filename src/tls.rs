@@ -27,6 +27,8 @@
 //! - With `prefer`, a failed TLS handshake (or a server error during startup over TLS) is followed by one
 //!   plaintext attempt, as libpq does — `prefer` never protected against an active attacker, who can simply
 //!   answer `N`. With `channel_binding=require` there is no plaintext retry, since it could not succeed.
+//! - With `hostaddr`, the configuration keeps no separate host name, so the certificate is checked against
+//!   (and SNI omitted for) that address, where libpq would use `host`: `verify-full` then needs an IP SAN.
 //! - Unix-domain sockets never use TLS, whatever `sslmode` says (libpq skips SSLRequest on them too; the
 //!   server would answer `N`).
 //! - Client certificates: `sslcert`/`sslkey` (PEM; default `~/.postgresql/postgresql.crt` and `.key`, used
@@ -346,7 +348,7 @@ impl TlsSetup {
                         "root certificate file {:?} does not exist; either provide the file, use the system's \
                          trusted roots with sslrootcert=system, or change sslmode to disable server certificate \
                          verification",
-                        default_path("root.crt").unwrap_or_default()
+                        root_cert_path(cfg).unwrap_or_else(|| PathBuf::from("~/.postgresql/root.crt"))
                     ),
                 ))
             }
@@ -364,7 +366,7 @@ impl TlsSetup {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
-        config.enable_sni = sslsni(cfg);
+        config.enable_sni = cfg.sslsni;
         // Every handshake carries the certificate, which channel binding hashes.
         config.resumption = Resumption::disabled();
         // A name that is neither DNS nor IP can only be used where names are not checked; an IP name makes
@@ -372,10 +374,6 @@ impl TlsSetup {
         let server_name = parsed_name.unwrap_or(ServerName::IpAddress(IpAddr::V4(Ipv4Addr::UNSPECIFIED).into()));
         Ok(TlsSetup { config: Arc::new(config), server_name })
     }
-}
-
-fn sslsni(_cfg: &Config) -> bool {
-    true
 }
 
 /// `~/.postgresql/<file>`.
@@ -387,14 +385,10 @@ fn default_path(file: &str) -> Option<PathBuf> {
 /// The trust anchors for the server certificate, if any: `sslrootcert=system`, the `sslrootcert` file, or
 /// `~/.postgresql/root.crt`. A file that does not exist means none (libpq: then only `verify-*` fail).
 fn trust_anchors(cfg: &Config) -> Result<Option<RootCertStore>> {
-    let path = match &cfg.sslrootcert {
-        Some(p) if p.as_os_str() == "system" => return system_roots().map(Some),
-        Some(p) => p.clone(),
-        None => match default_path("root.crt") {
-            Some(p) => p,
-            None => return Ok(None),
-        },
-    };
+    if cfg.sslrootcert.as_deref().is_some_and(|p| p.as_os_str() == "system") {
+        return system_roots().map(Some);
+    }
+    let Some(path) = root_cert_path(cfg) else { return Ok(None) };
     if std::fs::metadata(&path).is_err() {
         return Ok(None);
     }
@@ -411,6 +405,11 @@ fn trust_anchors(cfg: &Config) -> Result<Option<RootCertStore>> {
         return Err(bad(&"no usable certificate in it"));
     }
     Ok(Some(store))
+}
+
+/// The root certificate file: `sslrootcert`, else `~/.postgresql/root.crt`.
+fn root_cert_path(cfg: &Config) -> Option<PathBuf> {
+    cfg.sslrootcert.clone().or_else(|| default_path("root.crt"))
 }
 
 /// The platform's trust store (`sslrootcert=system`).

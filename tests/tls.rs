@@ -292,6 +292,7 @@ async fn every_sslmode_against_a_tls_server() {
         (format!("sslmode=verify-ca {ca}"), true),
         (format!("sslmode=verify-full {ca}"), true), // host=127.0.0.1: IP SAN
         (format!("sslmode=verify-full {ca} host=localhost"), true), // DNS SAN
+        (format!("sslmode=verify-full {ca} host=localhost sslsni=0"), true),
     ];
     for (extra, tls) in ok {
         let r = ssl_in_use(&ci(&extra)).await;
@@ -313,6 +314,50 @@ async fn every_sslmode_against_a_tls_server() {
     // A Unix socket never uses TLS, whatever sslmode says (libpq skips SSLRequest there).
     let sock = format!("{} password=pw_scram sslmode=require", cluster.socket_conninfo("u_scram", "postgres"));
     assert!(!ssl_in_use(&sock).await.unwrap());
+}
+
+/// `sslrootcert=system`: the platform's trust store, and verify-full by default. The store is pointed at the
+/// test CA through `SSL_CERT_FILE` (honoured as OpenSSL does) in a child process, so that no other test sees
+/// the variable.
+#[tokio::test]
+async fn sslrootcert_system_uses_the_platform_store() {
+    const CHILD: &str = "PGREPL_TLS_SYSTEM_CONNINFO";
+    if let Ok(ci) = std::env::var(CHILD) {
+        let cfg = Config::parse(&ci).unwrap();
+        assert_eq!(cfg.sslmode, pgrepl::config::SslMode::VerifyFull);
+        assert!(ssl_in_use(&ci).await.unwrap());
+        assert!(ssl_in_use(&format!("{ci} host=127.0.0.1")).await.unwrap());
+        let e = Config::parse(&format!("{ci} sslmode=require")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        return;
+    }
+    let pki = Pki::new();
+    let cluster = tls_cluster(&pki);
+    let ci = format!("{} host=localhost sslrootcert=system", conninfo(&cluster, "u_scram", ""));
+    let name = "sslrootcert_system_uses_the_platform_store";
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, &ci)
+        .env("SSL_CERT_FILE", pki.path("ca.crt"))
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the test CA in the store, verification fails.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1"])
+        .env(CHILD, &ci)
+        .env("SSL_CERT_FILE", pki.path("other_ca.crt"))
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an untrusted CA must fail");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("UnknownIssuer"), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[tokio::test]
@@ -738,6 +783,7 @@ async fn direct_tls_negotiation() {
 
     for (alpn, host, sni, extra) in [
         (true, "localhost", Some("localhost"), "sslmode=verify-full"),
+        (true, "localhost", None, "sslmode=verify-full sslsni=0"),
         (true, "127.0.0.1", None, "sslmode=require"),
         (false, "localhost", Some("localhost"), "sslmode=verify-full"),
     ] {
