@@ -39,7 +39,7 @@ if [ "${KEEP:-0}" != 1 ] || [ ! -s "$OUT/v2.w2j" ]; then
   fi
   as_pg "$PGBIN/initdb" -D "$TMP/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
   as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -l "$TMP/log" -w -o "-p $PORT -k $TMP -c listen_addresses=127.0.0.1 \
-    -c wal_level=logical -c fsync=off -c synchronous_commit=off -c max_wal_size=4GB -c max_replication_slots=10 \
+    -c wal_level=logical -c fsync=off -c max_wal_size=4GB -c max_replication_slots=10 \
     -c TimeZone=UTC $EXTRA" start >/dev/null
   P() { "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
 

@@ -75,12 +75,17 @@ impl Scratch {
     }
     #[inline]
     fn harvest(&mut self, cols: &mut Vec<Column<'_>>) {
-        for c in cols.drain(..) {
-            self.put_string(c.name);
-            if let Value::String(s) = c.value {
-                self.put_string(s);
+        for c in cols.iter_mut() {
+            if let Cow::Owned(s) = &mut c.name {
+                let s = std::mem::take(s);
+                self.put_string(Cow::Owned(s));
+            }
+            if let Value::String(Cow::Owned(s)) = &mut c.value {
+                let s = std::mem::take(s);
+                self.put_string(Cow::Owned(s));
             }
         }
+        cols.clear();
     }
     #[inline]
     pub(crate) fn recycle(&mut self, ev: Event<'_>) {
@@ -339,6 +344,29 @@ impl<'a> Events<'_, 'a> {
 
     fn step(&mut self) -> Result<Option<Event<'a>>> {
         loop {
+            // the common case, inside a document's change array, without moving the state around
+            if let State::DocChanges { tx, first, standalone } = &mut self.state {
+                if self.cur.eat(b']') {
+                    let mut tx = std::mem::take(tx);
+                    let standalone = *standalone;
+                    self.state = State::Done;
+                    v1::trailer(&mut self.cur, &mut tx)?;
+                    return Ok(if standalone { None } else { Some(Event::Commit(tx)) });
+                }
+                if *first {
+                    *first = false;
+                    // wal2json 2.5 can print `{"change":[,{…` after a multi-change transaction
+                    self.cur.eat(b',');
+                } else if !self.cur.eat(b',') {
+                    self.state = State::Done;
+                    return Err(self.cur.err("expected ',' or ']'"));
+                }
+                let r = v1::change(&mut self.cur, self.scratch);
+                if r.is_err() {
+                    self.state = State::Done;
+                }
+                return r.map(Some);
+            }
             match std::mem::replace(&mut self.state, State::Done) {
                 State::Done => return Ok(None),
                 State::V2 => return v2::parse(&mut self.cur, self.scratch).map(Some),
@@ -352,21 +380,8 @@ impl<'a> Events<'_, 'a> {
                     self.state = State::DocChanges { tx: tx.clone(), first: true, standalone };
                     return Ok(Some(Event::Begin(tx)));
                 }
-                State::DocChanges { mut tx, first, standalone } => {
-                    if self.cur.eat(b']') {
-                        v1::trailer(&mut self.cur, &mut tx)?;
-                        return Ok(if standalone { None } else { Some(Event::Commit(tx)) });
-                    }
-                    if first {
-                        // wal2json 2.5 can print `{"change":[,{…` after a multi-change transaction
-                        self.cur.eat(b',');
-                    } else {
-                        self.cur.expect(b',', "expected ',' or ']'")?;
-                    }
-                    let ev = v1::change(&mut self.cur, self.scratch)?;
-                    self.state = State::DocChanges { tx, first: false, standalone };
-                    return Ok(Some(ev));
-                }
+                // handled above
+                State::DocChanges { .. } => return Ok(None),
                 State::Begin(tx) => return Ok(Some(Event::Begin(tx))),
                 State::ChunkChange => {
                     self.cur.eat(b',');

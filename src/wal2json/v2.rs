@@ -33,9 +33,9 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
     let mut content: Option<Cow<'a, [u8]>> = None;
 
     if !cur.eat(b'}') {
+        let mut hint = 0;
         loop {
-            let key_at = cur.pos;
-            let key = cur.key()?;
+            let key = predicted_key(cur, &mut hint)?;
             match key {
                 b"action" => {
                     let (s, e, _) = cur.string_span()?;
@@ -85,10 +85,7 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
                         hex_decode(cur.bytes_range(s, e)).ok_or_else(|| cur.err_at(s, "invalid content_hex"))?,
                     ));
                 }
-                _ => {
-                    let _ = key_at;
-                    cur.skip_value()?;
-                }
+                _ => cur.skip_value()?,
             }
             if cur.eat(b',') {
                 continue;
@@ -148,6 +145,40 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
         None => return Err(missing("missing \"action\"")),
     };
     Ok(ev)
+}
+
+/// The top-level keys in wal2json's order, with their quotes and colon.
+const KEY_ORDER: [&[u8]; 14] = [
+    b"\"action\":",
+    b"\"xid\":",
+    b"\"timestamp\":",
+    b"\"origin\":",
+    b"\"lsn\":",
+    b"\"nextlsn\":",
+    b"\"schema\":",
+    b"\"table\":",
+    b"\"columns\":",
+    b"\"identity\":",
+    b"\"pk\":",
+    b"\"transactional\":",
+    b"\"prefix\":",
+    b"\"content\":",
+];
+
+/// The next key: matched as a literal against the keys wal2json can print next (from `hint` on, which moves
+/// past each match), or read in general.
+#[inline(always)]
+fn predicted_key<'a>(cur: &mut Cursor<'a>, hint: &mut usize) -> Result<&'a [u8]> {
+    let rest = cur.rest();
+    for (i, k) in KEY_ORDER.iter().enumerate().skip(*hint) {
+        if rest.starts_with(k) {
+            *hint = i + 1;
+            let start = cur.pos + 1;
+            cur.pos += k.len();
+            return Ok(cur.bytes_range(start, start + k.len() - 3));
+        }
+    }
+    cur.key()
 }
 
 /// `[{"name":…,"type":…,"typeoid":…,"value":…,"optional":…,"position":…,"default":…},…]`
