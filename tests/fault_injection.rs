@@ -1,0 +1,861 @@
+//! Never lose a change (issue 5), proven by fault injection against a real server.
+//!
+//! Two writers commit numbered transactions concurrently (each inserts rows `(seq, k)` into table `w`; some roll
+//! back, some roll back a savepoint, a few insert 1500 rows, now and then the writers pause) while a consumer
+//! process built on [`ChangeStream`] (`examples/fault_consumer.rs`) stores each committed transaction with its
+//! xid and commit LSN (append + fsync, then acknowledge) and resumes from its store when restarted. A fault
+//! injector, in a seeded random order and at random moments:
+//! - terminates the walsender (`pg_terminate_backend`) 24 times, twice while the writers are quiet and the
+//!   stream's idle advance has moved the slot past the last stored commit;
+//! - crash-restarts the server (`pg_ctl restart -m immediate`) 3 times, and restarts it cleanly
+//!   (`pg_ctl stop -m fast`, start) twice;
+//! - SIGKILLs the consumer and starts it again 8 times: at random moments (started again at once, while the
+//!   slot may still be active), while idle-advanced, right after a transaction was stored but before it was
+//!   acknowledged (the slot must not have confirmed it; the restart must not deliver it again), and right
+//!   after its acknowledgement reached the server;
+//! - stalls the consumer for 5 s (`wal_sender_timeout` is 2 s): the connection must survive;
+//! - freezes the consumer process (SIGSTOP) for 5 s: the walsender times out, the consumer must reconnect.
+//!
+//! The checker then compares the consumer's store with an independent decoding of the same WAL (a second slot,
+//! never advanced, read with `test_decoding` at the end), with the writers' own record and with the table: every
+//! committed transaction present, in commit order, with its commit LSN and xid, none twice, none invented,
+//! rolled-back transactions and savepoints absent. It prints the counts and asserts them.
+//!
+//! The consumer runs as a separate process so that it can be SIGKILLed: the test binary runs itself again with
+//! `PGREPL_FAULT_CONSUMER` set and only the ignored test `fault_consumer_process` selected, which runs the
+//! example's code (included here as a module). This needs no nested `cargo build` (which would wait for the
+//! build directory lock that the running `cargo test` holds) and no entry in Cargo.toml.
+//!
+//! Set `PGREPL_FAULT_SEED` to replay a run's fault order (the seed is printed).
+#![cfg(feature = "cluster")]
+
+#[path = "../examples/fault_consumer.rs"]
+#[allow(dead_code)]
+mod fault_consumer;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use pgrepl::client::Client;
+use pgrepl::cluster::{ClusterOptions, TempCluster};
+use pgrepl::config::Config;
+use pgrepl::Lsn;
+
+const CONSUMER_ENV: &str = "PGREPL_FAULT_CONSUMER";
+const SLOT: &str = "fault";
+const REFERENCE_SLOT: &str = "reference";
+const WAL_SENDER_TIMEOUT: Duration = Duration::from_secs(2);
+
+// ---------------------------------------------------------------------------------------------------------------
+// The consumer process
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The consumer, when this binary runs as the suite's child process; otherwise nothing.
+#[test]
+#[ignore = "the consumer process of `fault_injection` (run by it with PGREPL_FAULT_CONSUMER set)"]
+fn fault_consumer_process() {
+    let Ok(dir) = std::env::var(CONSUMER_ENV) else { return };
+    let opts = fault_consumer::Opts {
+        conninfo: std::env::var("PGREPL_FAULT_CONNINFO").expect("PGREPL_FAULT_CONNINFO"),
+        slot: SLOT.into(),
+        dir: dir.into(),
+    };
+    match fault_consumer::run(opts) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("fault_consumer: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The consumer child process; Drop kills it.
+struct Consumer {
+    dir: PathBuf,
+    conninfo: String,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl Consumer {
+    fn spawn(&mut self) {
+        let log = OpenOptions::new().append(true).create(true).open(self.dir.join("consumer.log")).unwrap();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["fault_consumer_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(CONSUMER_ENV, &self.dir)
+            .env("PGREPL_FAULT_CONNINFO", &self.conninfo)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the consumer");
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("consumer running");
+        child.kill().expect("SIGKILL the consumer");
+        child.wait().unwrap();
+    }
+
+    /// SIGSTOP or SIGCONT.
+    fn signal(&mut self, sig: &str) {
+        let pid = self.child.as_ref().expect("consumer running").id();
+        let st = Command::new("kill").args([sig, &pid.to_string()]).status().expect("run kill");
+        assert!(st.success(), "kill {sig} {pid}: {st}");
+    }
+
+    /// Panics (with the consumer's log) if the consumer exited.
+    fn check_alive(&mut self) {
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+            panic!("the consumer exited ({status}); its log:\n{}", self.log_tail());
+        }
+    }
+
+    /// Asks for a clean stop and waits for exit 0.
+    fn stop(&mut self) {
+        touch(&self.dir, "stop");
+        let mut child = self.child.take().expect("consumer running");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "consumer exit {status}; log:\n{}", self.log_tail());
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the consumer did not stop; log:\n{}", self.log_tail());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the control file `name` to exist and returns its content.
+    fn wait_file(&mut self, name: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(s) = fs::read_to_string(self.dir.join(name)) {
+                return s;
+            }
+            self.check_alive();
+            assert!(Instant::now() < deadline, "no {name} after {limit:?}; consumer log:\n{}", self.log_tail());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.dir.join("consumer.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn touch(dir: &Path, name: &str) {
+    fs::write(dir.join(name), "").unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Seeded randomness
+// ---------------------------------------------------------------------------------------------------------------
+
+/// splitmix64
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo + 1))
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The writer
+// ---------------------------------------------------------------------------------------------------------------
+
+/// What the writer knows happened.
+#[derive(Debug, Default)]
+struct WriterReport {
+    /// seq → the `k` of the rows its committed transaction inserted.
+    committed: BTreeMap<i64, Vec<i64>>,
+    /// seqs whose transaction rolled back.
+    rolled_back: BTreeSet<i64>,
+    /// Committed transactions that rolled back a savepoint.
+    savepoint_commits: usize,
+    /// Transactions whose outcome was unknown (connection lost during them), resolved by querying the table.
+    unknown_committed: usize,
+    unknown_absent: usize,
+    /// Connection errors seen.
+    errors: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    Commit,
+    Rollback,
+    /// Commits, with rows inserted after a savepoint rolled back to it (negative `k`, must be absent).
+    SavepointRollback,
+}
+
+fn plan_sql(seq: i64, plan: Plan, n: i64) -> (String, Vec<i64>) {
+    let values = |ks: &[i64]| ks.iter().map(|k| format!("({seq},{k})")).collect::<Vec<_>>().join(",");
+    let ks: Vec<i64> = (1..=n).collect();
+    match plan {
+        Plan::Commit => (format!("BEGIN; INSERT INTO w VALUES {}; COMMIT;", values(&ks)), ks),
+        Plan::Rollback => (format!("BEGIN; INSERT INTO w VALUES {}; ROLLBACK;", values(&ks)), vec![]),
+        Plan::SavepointRollback => (
+            format!(
+                "BEGIN; INSERT INTO w VALUES ({seq},1); SAVEPOINT s; INSERT INTO w VALUES ({seq},-1),({seq},-2); \
+                 ROLLBACK TO SAVEPOINT s; INSERT INTO w VALUES ({seq},2); COMMIT;"
+            ),
+            vec![1, 2],
+        ),
+    }
+}
+
+async fn connect(cfg: &Config) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match Client::connect(cfg).await {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "writer cannot connect: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn count_rows(client: &mut Client, seq: i64) -> pgrepl::Result<usize> {
+    let r = client.simple_query(&format!("SELECT count(*) FROM w WHERE seq = {seq}")).await?;
+    Ok(r.first().and_then(|r| r.get(0, "count")).and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+/// Lets the injector silence the writers.
+#[derive(Default)]
+struct Quiet {
+    /// Asked to pause.
+    asked: AtomicBool,
+    /// Writers paused (between transactions).
+    paused: AtomicUsize,
+}
+
+/// Concurrent writers: their transactions interleave in the WAL (a transaction's first change can come before
+/// the previous commit), so message LSNs are not monotonic across transactions.
+const WRITERS: i64 = 2;
+
+/// Writer `id` commits transactions numbered `id`, `id + WRITERS`, … until `stop`.
+async fn write(
+    id: i64,
+    conninfo: String,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+    quiet: Arc<Quiet>,
+) -> WriterReport {
+    let cfg = Config::parse(&conninfo).unwrap();
+    let mut rng = Rng(seed ^ 0x5752_4954_4552 ^ (id as u64) << 56);
+    let mut report = WriterReport::default();
+    let mut client: Option<Client> = None;
+    let mut seq = id;
+    while !stop.load(Ordering::Relaxed) {
+        if quiet.asked.load(Ordering::Relaxed) {
+            quiet.paused.fetch_add(1, Ordering::Relaxed);
+            while quiet.asked.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            quiet.paused.fetch_sub(1, Ordering::Relaxed);
+        }
+        seq += WRITERS;
+        let plan = match rng.below(100) {
+            0..=79 => Plan::Commit,
+            80..=91 => Plan::Rollback,
+            _ => Plan::SavepointRollback,
+        };
+        // now and then a large transaction (many payloads: faults land inside it)
+        let rows = if rng.below(150) == 0 { 1500 } else { 1 + rng.below(4) as i64 };
+        let (sql, ks) = plan_sql(seq, plan, rows);
+        loop {
+            let c = match client.as_mut() {
+                Some(c) => c,
+                None => client.insert(connect(&cfg).await),
+            };
+            match c.simple_query(&sql).await {
+                Ok(_) => {
+                    if ks.is_empty() {
+                        report.rolled_back.insert(seq);
+                    } else {
+                        report.committed.insert(seq, ks.clone());
+                        report.savepoint_commits += usize::from(plan == Plan::SavepointRollback);
+                    }
+                    break;
+                }
+                Err(_) => {
+                    // Lost during the transaction (the server restarted): did it commit? Ask the table.
+                    report.errors += 1;
+                    client = None;
+                    let n = loop {
+                        let c = client.insert(connect(&cfg).await);
+                        match count_rows(c, seq).await {
+                            Ok(n) => break n,
+                            Err(_) => client = None,
+                        }
+                    };
+                    if n > 0 {
+                        assert_eq!(n, ks.len(), "seq {seq}: a partial transaction is visible");
+                        report.committed.insert(seq, ks.clone());
+                        report.savepoint_commits += usize::from(plan == Plan::SavepointRollback);
+                        report.unknown_committed += 1;
+                        break;
+                    }
+                    report.unknown_absent += 1;
+                    if ks.is_empty() {
+                        report.rolled_back.insert(seq);
+                        break;
+                    }
+                    // not committed: try the same transaction again
+                }
+            }
+        }
+        progress.fetch_max(seq as u64, Ordering::Relaxed);
+        // now and then a quiet period (the slot is idle: keepalives, idle advance)
+        let pause = if rng.below(400) == 0 { rng.millis(1000, 2500) } else { rng.millis(0, 8) };
+        tokio::time::sleep(pause).await;
+    }
+    report
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Server-side helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+/// psql, retried while the server is (re)starting.
+fn sql(c: &TempCluster, q: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match c.psql("postgres", q) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{q}: {e}");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// (active_pid, confirmed_flush_lsn) of the consumer's slot.
+fn slot_state(c: &TempCluster) -> (Option<u32>, Lsn) {
+    let s =
+        sql(c, &format!("SELECT active_pid, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"));
+    let (pid, lsn) = s.split_once('|').unwrap_or_else(|| panic!("slot {SLOT}: {s:?}"));
+    (pid.parse().ok(), Lsn::parse(lsn).unwrap())
+}
+
+/// Waits for the consumer's walsender and returns its pid.
+fn walsender(c: &TempCluster, consumer: &mut Consumer) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let (Some(pid), _) = slot_state(c) {
+            return pid;
+        }
+        consumer.check_alive();
+        assert!(Instant::now() < deadline, "the consumer did not reconnect; log:\n{}", consumer.log_tail());
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// After the consumer was killed: waits for the slot to be released and returns its confirmed_flush_lsn.
+fn released(c: &TempCluster) -> Lsn {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match slot_state(c) {
+            (None, lsn) => return lsn,
+            _ => assert!(Instant::now() < deadline, "the slot stays active after the consumer was killed"),
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Transactions, from the store and from the reference decoding
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Txn {
+    commit: Lsn,
+    xid: u64,
+    /// (seq, k), in WAL order
+    rows: Vec<(i64, i64)>,
+}
+
+fn parse_rows(s: &str) -> Vec<(i64, i64)> {
+    if s == "-" {
+        return vec![];
+    }
+    s.split(',')
+        .map(|r| {
+            let (a, b) = r.split_once(':').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect()
+}
+
+fn read_store(dir: &Path) -> Vec<Txn> {
+    let text = fs::read_to_string(dir.join("store")).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let mut f = l.split(' ');
+            let commit = Lsn::parse(f.next().unwrap()).unwrap();
+            let xid = f.next().unwrap().parse().unwrap_or_else(|_| panic!("store line without xid: {l}"));
+            Txn { commit, xid, rows: parse_rows(f.next().unwrap()) }
+        })
+        .collect()
+}
+
+fn store_last(dir: &Path) -> Lsn {
+    fault_consumer::recover_store(&dir.join("store")).map(|(l, _)| l).unwrap_or(Lsn::INVALID)
+}
+
+/// Every transaction with changes, decoded by test_decoding from the reference slot (never advanced).
+fn reference(c: &TempCluster) -> Vec<Txn> {
+    let out = sql(
+        c,
+        &format!(
+            "SELECT lsn, xid, data FROM pg_logical_slot_peek_changes('{REFERENCE_SLOT}', NULL, NULL, \
+             'skip-empty-xacts', '1', 'include-xids', '1')"
+        ),
+    );
+    let field = |data: &str, name: &str| -> i64 {
+        let at = data.find(name).unwrap_or_else(|| panic!("{name} in {data}")) + name.len();
+        let rest = &data[at..];
+        let end = rest.find(' ').unwrap_or(rest.len());
+        rest[..end].parse().unwrap()
+    };
+    let mut txns = vec![];
+    let mut cur: Option<Txn> = None;
+    for line in out.lines() {
+        let mut f = line.splitn(3, '|');
+        let (lsn, xid, data) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+        if data.starts_with("BEGIN") {
+            cur = Some(Txn { commit: Lsn::INVALID, xid: xid.parse().unwrap(), rows: vec![] });
+        } else if data.starts_with("COMMIT") {
+            let mut t = cur.take().expect("COMMIT after BEGIN");
+            t.commit = Lsn::parse(lsn).unwrap();
+            txns.push(t);
+        } else if data.starts_with("table public.w: INSERT:") {
+            let t = cur.as_mut().expect("change inside a transaction");
+            t.rows.push((field(data, "seq[bigint]:"), field(data, "k[integer]:")));
+        } else {
+            panic!("unexpected change in the reference decoding: {line}");
+        }
+    }
+    assert!(cur.is_none(), "the reference decoding ends inside a transaction");
+    txns
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The suite
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Fault {
+    TerminateWalsender,
+    RestartImmediate,
+    /// `pg_ctl stop -m fast` and start: the walsender ends the copy once the client confirmed everything sent.
+    RestartFast,
+    /// With the writer paused and the slot idle-advanced past the last stored commit: terminate the walsender.
+    IdleTerminate,
+    /// Same, SIGKILL the consumer (its stored position is behind the slot on restart: SlotAhead, nothing lost).
+    IdleKill,
+    /// SIGKILL at a random moment, started again at once (the slot may still be active: "in use" is retried).
+    KillConsumer,
+    /// SIGKILL right after a transaction is stored (fsynced), before it is acknowledged.
+    KillStoredNotAcked,
+    /// SIGKILL after an acknowledgement reached the server (the slot's confirmed_flush_lsn passed it).
+    KillAfterAck,
+    /// The consumer stalls for 5 s (wal_sender_timeout is 2 s).
+    StallConsumer,
+    /// The whole consumer process is frozen (SIGSTOP) for 5 s: it cannot answer, the walsender times out, and
+    /// the consumer must reconnect when it thaws.
+    FreezeConsumer,
+}
+
+#[test]
+fn never_lose_a_change() {
+    let t0 = Instant::now();
+    let seed = std::env::var("PGREPL_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64
+            ^ u64::from(std::process::id())
+    });
+    eprintln!("fault_injection: seed {seed} (PGREPL_FAULT_SEED={seed} replays this fault order)");
+    let mut rng = Rng(seed);
+
+    let c = TempCluster::start(ClusterOptions { wal_sender_timeout: WAL_SENDER_TIMEOUT, ..Default::default() })
+        .expect("start cluster");
+    c.psql(
+        "postgres",
+        &format!(
+            "CREATE TABLE w (seq bigint, k int, PRIMARY KEY (seq, k));
+             SELECT pg_create_logical_replication_slot('{SLOT}', 'wal2json');
+             SELECT pg_create_logical_replication_slot('{REFERENCE_SLOT}', 'test_decoding');"
+        ),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conninfo = c.conninfo(c.superuser(), "postgres");
+    let mut consumer = Consumer { dir: dir.path().to_path_buf(), conninfo: conninfo.clone(), child: None, starts: 0 };
+    consumer.spawn();
+
+    // the writer, on its own thread and runtime
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
+    let quiet = Arc::new(Quiet::default());
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|id| {
+            let (stop, progress, conninfo, quiet) = (stop.clone(), progress.clone(), conninfo.clone(), quiet.clone());
+            thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(write(id, conninfo, seed, stop, progress, quiet))
+            })
+        })
+        .collect();
+    // Silences the writer until the slot has been idle-advanced past the last write (nothing else for this
+    // slot); returns that position.
+    let quiet_and_idle_advanced = |consumer: &mut Consumer| -> Lsn {
+        quiet.asked.store(true, Ordering::Relaxed);
+        while quiet.paused.load(Ordering::Relaxed) < WRITERS as usize {
+            thread::sleep(Duration::from_millis(5));
+        }
+        // WAL that means nothing to this slot: a write in another database
+        c.psql("other", "CREATE TABLE IF NOT EXISTS pad (x int); INSERT INTO pad VALUES (1)").unwrap();
+        let target = Lsn::parse(&sql(&c, "SELECT pg_current_wal_lsn()")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while slot_state(&c).1 < target {
+            consumer.check_alive();
+            assert!(Instant::now() < deadline, "no idle advance to {target}: slot at {}", slot_state(&c).1);
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(store_last(&consumer.dir) < target);
+        target
+    };
+
+    let mut faults = vec![];
+    faults.extend([Fault::TerminateWalsender; 22]);
+    faults.extend([Fault::RestartImmediate; 3]);
+    faults.extend([Fault::RestartFast; 2]);
+    faults.extend([Fault::KillConsumer; 3]);
+    faults.extend([Fault::IdleTerminate; 2]);
+    faults.push(Fault::IdleKill);
+    faults.extend([Fault::KillStoredNotAcked; 2]);
+    faults.extend([Fault::KillAfterAck; 2]);
+    faults.push(Fault::StallConsumer);
+    faults.push(Fault::FreezeConsumer);
+    rng.shuffle(&mut faults);
+
+    let mut done: BTreeMap<Fault, usize> = BTreeMap::new();
+    let mut stall_pids = (0, 0);
+    // deterministic faults tried again because they caught the consumer on a dead connection's buffer
+    let mut retried = 0;
+    walsender(&c, &mut consumer);
+    for (i, &fault) in faults.iter().enumerate() {
+        thread::sleep(rng.millis(100, 1200));
+        consumer.check_alive();
+        let before = progress.load(Ordering::Relaxed);
+        match fault {
+            Fault::TerminateWalsender => {
+                let pid = walsender(&c, &mut consumer);
+                // the walsender may have gone by itself meanwhile (then this is not counted and is tried again)
+                if sql(&c, &format!("SELECT pg_terminate_backend({pid})")) != "t" {
+                    let pid = walsender(&c, &mut consumer);
+                    assert_eq!(sql(&c, &format!("SELECT pg_terminate_backend({pid})")), "t");
+                }
+            }
+            Fault::IdleTerminate => {
+                let pid = walsender(&c, &mut consumer);
+                quiet_and_idle_advanced(&mut consumer);
+                assert_eq!(sql(&c, &format!("SELECT pg_terminate_backend({pid})")), "t");
+                walsender(&c, &mut consumer);
+                quiet.asked.store(false, Ordering::Relaxed);
+            }
+            Fault::IdleKill => {
+                walsender(&c, &mut consumer);
+                quiet_and_idle_advanced(&mut consumer);
+                consumer.kill();
+                released(&c);
+                consumer.spawn();
+                walsender(&c, &mut consumer);
+                quiet.asked.store(false, Ordering::Relaxed);
+            }
+            Fault::RestartImmediate => c.restart_immediate().expect("restart"),
+            Fault::RestartFast => {
+                c.stop().expect("pg_ctl stop -m fast");
+                thread::sleep(rng.millis(0, 500));
+                c.start_again().expect("pg_ctl start");
+            }
+            Fault::KillConsumer => {
+                consumer.kill();
+                consumer.spawn();
+            }
+            Fault::KillStoredNotAcked => {
+                touch(&consumer.dir, "hold_before_ack");
+                let held = consumer.wait_file("held", Duration::from_secs(60));
+                let lsn = Lsn::parse(held.strip_prefix("before ").unwrap()).unwrap();
+                consumer.kill();
+                fs::remove_file(consumer.dir.join("held")).unwrap();
+                let confirmed = released(&c);
+                assert_eq!(store_last(&consumer.dir), lsn, "the held transaction is the store's last");
+                assert!(confirmed < lsn, "the slot confirmed {confirmed}, past the unacknowledged commit {lsn}");
+                consumer.spawn();
+            }
+            Fault::KillAfterAck => loop {
+                // The held transaction may come from the buffer of a connection that died meanwhile (after a
+                // freeze, say): its acknowledgement then waits for the reconnect. Try again in that case.
+                let pid = walsender(&c, &mut consumer);
+                touch(&consumer.dir, "hold_after_ack");
+                let held = consumer.wait_file("held", Duration::from_secs(60));
+                let lsn = Lsn::parse(held.strip_prefix("after ").unwrap()).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let reached = loop {
+                    let (active, confirmed) = slot_state(&c);
+                    if confirmed >= lsn {
+                        break true;
+                    }
+                    if active != Some(pid) {
+                        break false;
+                    }
+                    consumer.check_alive();
+                    assert!(Instant::now() < deadline, "the acknowledgement of {lsn} never reached the server");
+                    thread::sleep(Duration::from_millis(20));
+                };
+                consumer.kill();
+                fs::remove_file(consumer.dir.join("held")).unwrap();
+                released(&c);
+                consumer.spawn();
+                if reached {
+                    break;
+                }
+                retried += 1;
+            },
+            Fault::StallConsumer => loop {
+                let before = walsender(&c, &mut consumer);
+                touch(&consumer.dir, "stall");
+                consumer.wait_file("stalling", Duration::from_secs(60));
+                // stalling on payloads of the live connection (not on what a dead one left in the buffer)?
+                let live = slot_state(&c).0 == Some(before);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while consumer.dir.join("stalling").exists() {
+                    consumer.check_alive();
+                    assert!(Instant::now() < deadline, "the stall does not end");
+                    thread::sleep(Duration::from_millis(20));
+                }
+                if live {
+                    stall_pids = (before, walsender(&c, &mut consumer));
+                    assert_eq!(stall_pids.0, stall_pids.1, "the connection did not survive a 5 s stall");
+                    break;
+                }
+                retried += 1;
+            },
+            Fault::FreezeConsumer => {
+                walsender(&c, &mut consumer);
+                consumer.signal("-STOP");
+                thread::sleep(Duration::from_secs(5));
+                consumer.signal("-CONT");
+            }
+        }
+        *done.entry(fault).or_default() += 1;
+        eprintln!(
+            "fault {:2}/{} at {:5.1} s: {fault:?} (writer at seq {before})",
+            i + 1,
+            faults.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+
+    // let the writer go on a little after the last fault, then stop it
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let mut report = WriterReport::default();
+    for w in writers {
+        let r = w.join().expect("writer");
+        report.committed.extend(r.committed);
+        report.rolled_back.extend(r.rolled_back);
+        report.savepoint_commits += r.savepoint_commits;
+        report.unknown_committed += r.unknown_committed;
+        report.unknown_absent += r.unknown_absent;
+        report.errors += r.errors;
+    }
+
+    // the consumer catches up with everything committed, then stops cleanly
+    let reference = reference(&c);
+    let last_commit = reference.last().map_or(Lsn::INVALID, |t| t.commit);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store_last(&consumer.dir) < last_commit {
+        consumer.check_alive();
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not catch up with {last_commit} (store at {}); log:\n{}",
+            store_last(&consumer.dir),
+            consumer.log_tail()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    consumer.stop();
+    let stored = read_store(&consumer.dir);
+    let confirmed = slot_state(&c).1;
+    assert!(confirmed >= store_last(&consumer.dir), "stop() must confirm what was acknowledged");
+
+    // ---- the checker ----
+    // the store against the reference decoding: same transactions, same order, same commit LSNs and xids
+    let with_rows: Vec<&Txn> = stored.iter().filter(|t| !t.rows.is_empty()).collect();
+    let by_commit: HashMap<Lsn, &Txn> = reference.iter().map(|t| (t.commit, t)).collect();
+    let mut seen: HashMap<Lsn, usize> = HashMap::new();
+    for t in &stored {
+        *seen.entry(t.commit).or_default() += 1;
+    }
+    let duplicated: usize = seen.values().map(|n| n - 1).sum();
+    let lost: Vec<&Txn> = reference.iter().filter(|t| !seen.contains_key(&t.commit)).collect();
+    let invented: Vec<&Txn> = with_rows.iter().copied().filter(|t| by_commit.get(&t.commit) != Some(t)).collect();
+    let out_of_order = stored.windows(2).filter(|w| w[0].commit >= w[1].commit).count();
+    // the writer's record and the table
+    let in_reference: BTreeMap<i64, Vec<i64>> = {
+        let mut m: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for t in &reference {
+            for &(seq, k) in &t.rows {
+                m.entry(seq).or_default().push(k);
+            }
+        }
+        m
+    };
+    let table: BTreeMap<i64, Vec<i64>> = {
+        let mut m: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for l in sql(&c, "SELECT seq, k FROM w ORDER BY seq, k").lines() {
+            let (s, k) = l.split_once('|').unwrap();
+            m.entry(s.parse().unwrap()).or_default().push(k.parse().unwrap());
+        }
+        m
+    };
+    let rolled_back_present: Vec<i64> =
+        report.rolled_back.iter().copied().filter(|s| in_reference.contains_key(s) || table.contains_key(s)).collect();
+    let negative_rows = with_rows.iter().flat_map(|t| &t.rows).filter(|(_, k)| *k < 0).count();
+    let seqs_in_store: Vec<i64> = with_rows.iter().flat_map(|t| t.rows.iter().map(|r| r.0)).collect();
+
+    let mut events: BTreeMap<String, usize> = BTreeMap::new();
+    let mut slot_in_use = 0;
+    let mut slot_ahead_in_process = vec![];
+    let mut previous = "";
+    let events_log = fs::read_to_string(consumer.dir.join("events")).unwrap_or_default();
+    for l in events_log.lines() {
+        if l.starts_with("slot_ahead") && !previous.starts_with("process") {
+            slot_ahead_in_process.push(format!("{l} (after: {previous})"));
+        }
+        previous = l;
+        *events.entry(l.split(' ').next().unwrap_or("").to_string()).or_default() += 1;
+        slot_in_use += usize::from(l.starts_with("retrying") && l.contains("is active for PID"));
+    }
+    let log = fs::read_to_string(c.log_path()).unwrap_or_default();
+    let timeouts = log.matches("terminating walsender process due to replication timeout").count();
+
+    eprintln!("---- fault_injection (seed {seed}) ----");
+    eprintln!(
+        "transactions: {} committed by the writer ({} with a rolled-back savepoint among them), {} rolled back, \
+         {} of unknown outcome resolved by the table ({} committed, {} absent and retried/rolled back)",
+        report.committed.len(),
+        report.savepoint_commits,
+        report.rolled_back.len(),
+        report.unknown_committed + report.unknown_absent,
+        report.unknown_committed,
+        report.unknown_absent
+    );
+    eprintln!(
+        "store: {} transactions ({} with rows of w), reference decoding: {} transactions",
+        stored.len(),
+        with_rows.len(),
+        reference.len()
+    );
+    eprintln!(
+        "faults: {} walsender terminations ({} of them while idle-advanced), {} immediate restarts, {} fast \
+         restarts, {} consumer SIGKILLs ({} at random moments, {} while idle-advanced, {} stored but not yet \
+         acknowledged, {} after the acknowledgement reached the server), {} stalls of 5 s (walsender pid {} before \
+         and after), {} freezes of 5 s (SIGSTOP), consumer starts {}",
+        done.get(&Fault::TerminateWalsender).unwrap_or(&0) + done.get(&Fault::IdleTerminate).unwrap_or(&0),
+        done.get(&Fault::IdleTerminate).unwrap_or(&0),
+        done.get(&Fault::RestartImmediate).unwrap_or(&0),
+        done.get(&Fault::RestartFast).unwrap_or(&0),
+        done.get(&Fault::KillConsumer).unwrap_or(&0)
+            + done.get(&Fault::IdleKill).unwrap_or(&0)
+            + done.get(&Fault::KillStoredNotAcked).unwrap_or(&0)
+            + done.get(&Fault::KillAfterAck).unwrap_or(&0),
+        done.get(&Fault::KillConsumer).unwrap_or(&0),
+        done.get(&Fault::IdleKill).unwrap_or(&0),
+        done.get(&Fault::KillStoredNotAcked).unwrap_or(&0),
+        done.get(&Fault::KillAfterAck).unwrap_or(&0),
+        done.get(&Fault::StallConsumer).unwrap_or(&0),
+        stall_pids.0,
+        done.get(&Fault::FreezeConsumer).unwrap_or(&0),
+        consumer.starts,
+    );
+    eprintln!(
+        "consumer events: {events:?} ({slot_in_use} retries of a slot still in use); walsender replication \
+         timeouts in the server log: {timeouts} (expected after a freeze)"
+    );
+    eprintln!(
+        "lost {}, duplicated {duplicated}, invented {}, out of order {out_of_order}, rolled back but present {}, \
+         rows of rolled-back savepoints {negative_rows}",
+        lost.len(),
+        invented.len(),
+        rolled_back_present.len()
+    );
+    eprintln!("runtime {:.1} s ({retried} faults tried again)", t0.elapsed().as_secs_f64());
+
+    assert!(lost.is_empty(), "lost: {:?}", &lost[..lost.len().min(5)]);
+    assert_eq!(duplicated, 0, "duplicated");
+    assert!(invented.is_empty(), "invented or altered: {:?}", &invented[..invented.len().min(5)]);
+    assert_eq!(out_of_order, 0, "the store is not in commit order");
+    assert_eq!(with_rows.len(), reference.len());
+    assert!(rolled_back_present.is_empty(), "rolled back but present: {rolled_back_present:?}");
+    assert_eq!(negative_rows, 0, "rows of a rolled-back savepoint were delivered");
+    assert_eq!(in_reference, report.committed, "the decoded WAL against the writer's record");
+    assert_eq!(table, report.committed, "the table against the writer's record");
+    let unique: BTreeSet<i64> = seqs_in_store.iter().copied().collect();
+    assert_eq!(unique.len(), report.committed.len(), "every committed seq in the store");
+    let freezes = done.get(&Fault::FreezeConsumer).copied().unwrap_or(0);
+    assert!(timeouts <= freezes, "{timeouts} walsender timeouts, {freezes} of them expected (frozen consumer)");
+    // Only a restarted process may find the slot ahead of its store (idle advance moved it past the last
+    // stored commit); within a process the stream knows what it confirmed itself.
+    assert!(slot_ahead_in_process.is_empty(), "SlotAhead on a reconnect: {slot_ahead_in_process:#?}");
+    assert!(done[&Fault::TerminateWalsender] + done[&Fault::IdleTerminate] >= 20);
+    assert!(done[&Fault::RestartImmediate] >= 3);
+    assert!(consumer.starts > 5 && done[&Fault::StallConsumer] >= 1);
+    assert!(report.committed.len() > 500, "too small a workload to prove much");
+}
