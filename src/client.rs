@@ -15,6 +15,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -27,7 +28,7 @@ use crate::auth::{Authenticator, ChannelBindingMode};
 use crate::config::{Config, Host};
 use crate::error::{DbError, Error, ErrorKind, Result};
 use crate::lsn::Lsn;
-use crate::proto::backend::{BackendMessage, Decoder};
+use crate::proto::backend::{Authentication, BackendMessage, Decoder};
 use crate::proto::commands::{self, CreateSlot};
 use crate::proto::frontend;
 use crate::proto::startup::{SessionInfo, Startup, StartupStatus};
@@ -116,7 +117,10 @@ impl Conn {
         }
         let n = self.sock.read_buf(&mut self.rbuf).await.map_err(|e| Error::io("reading from server", e))?;
         if n == 0 {
-            return Err(Error::closed("server closed the connection unexpectedly"));
+            return Err(self
+                .decoder
+                .eof_error(&self.rbuf)
+                .unwrap_or_else(|| Error::closed("server closed the connection unexpectedly")));
         }
         Ok(())
     }
@@ -318,9 +322,12 @@ impl Client {
             notice,
         };
         let nonce = crate::auth::scram::random_nonce()?;
+        // When this attempt is dropped (connect_timeout), a SCRAM key derivation running on the blocking pool stops.
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
         let auth =
             Authenticator::new(cfg.user.as_bytes(), cfg.password_for(host_index), cfg.require_auth.clone(), tls, nonce)
-                .with_channel_binding(ChannelBindingMode::parse(cfg.channel_binding.as_str())?);
+                .with_channel_binding(ChannelBindingMode::parse(cfg.channel_binding.as_str())?)
+                .with_cancel(cancel.0.clone());
         let mut params: Vec<(&str, &str)> = vec![("user", &cfg.user), ("database", &cfg.dbname)];
         if let Some(r) = &cfg.replication {
             params.push(("replication", r));
@@ -336,7 +343,23 @@ impl Client {
         conn.flush().await?;
         loop {
             let msg = conn.read_message().await?;
-            match startup.handle(msg, &mut conn.wbuf)? {
+            let status = if matches!(msg, BackendMessage::Authentication(Authentication::SaslContinue(_))) {
+                // SCRAM's key derivation costs up to the iteration cap (10,000,000 rounds: seconds): run it off
+                // the runtime thread so connect_timeout and every other task stay live meanwhile.
+                let (s, r, out) = tokio::task::spawn_blocking(move || {
+                    let mut out = BytesMut::new();
+                    let r = startup.handle(msg, &mut out);
+                    (startup, r, out)
+                })
+                .await
+                .map_err(|e| Error::auth(format!("SCRAM computation failed: {e}")))?;
+                startup = s;
+                conn.wbuf.extend_from_slice(&out);
+                r?
+            } else {
+                startup.handle(msg, &mut conn.wbuf)?
+            };
+            match status {
                 StartupStatus::Pending => {}
                 StartupStatus::Notice(n) => (conn.notice)(&n),
                 StartupStatus::Ready => break,
@@ -482,6 +505,15 @@ impl Client {
 
     pub(crate) fn from_parts(conn: Conn, info: SessionInfo) -> Client {
         Client { conn, info }
+    }
+}
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -189,6 +189,7 @@ pub struct Authenticator {
     tls: Option<TlsInfo>,
     nonce: [u8; scram::NONCE_LEN],
     iteration_cap: u32,
+    cancel: Option<scram::CancelFlag>,
     phase: Phase,
     method: Option<AuthMethod>,
     bound: bool,
@@ -238,6 +239,7 @@ impl Authenticator {
             tls,
             nonce,
             iteration_cap: scram::DEFAULT_ITERATION_CAP,
+            cancel: None,
             phase: Phase::Start,
             method: None,
             bound: false,
@@ -253,6 +255,12 @@ impl Authenticator {
     /// Set the largest SCRAM iteration count accepted (default 10,000,000).
     pub fn with_iteration_cap(mut self, cap: u32) -> Self {
         self.iteration_cap = cap;
+        self
+    }
+
+    /// A flag that, once set, abandons a running SCRAM key derivation (see [`scram::ScramSha256::with_cancel`]).
+    pub fn with_cancel(mut self, flag: scram::CancelFlag) -> Self {
+        self.cancel = Some(flag);
         self
     }
 
@@ -447,7 +455,11 @@ impl Authenticator {
         let password = self.password.as_deref().ok_or_else(|| {
             Error::auth("password required, none supplied (server requested SCRAM-SHA-256 authentication)")
         })?;
-        Ok(ScramSha256::new(password, binding, self.nonce).with_iteration_cap(self.iteration_cap))
+        let scram = ScramSha256::new(password, binding, self.nonce).with_iteration_cap(self.iteration_cap);
+        Ok(match &self.cancel {
+            Some(c) => scram.with_cancel(c.clone()),
+            None => scram,
+        })
     }
 }
 

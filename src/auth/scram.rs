@@ -118,7 +118,11 @@ pub struct ScramSha256 {
     client_nonce: String,
     client_first_bare: String,
     iteration_cap: u32,
+    cancel: Option<CancelFlag>,
 }
+
+/// Set to abandon a key derivation in progress (e.g. when the connection attempt it serves timed out).
+pub type CancelFlag = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 impl fmt::Debug for ScramSha256 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -170,7 +174,15 @@ impl ScramSha256 {
             client_nonce,
             client_first_bare,
             iteration_cap: DEFAULT_ITERATION_CAP,
+            cancel: None,
         }
+    }
+
+    /// Check `flag` while deriving the salted password: once it is set, [`handle_server_first`]
+    /// (Self::handle_server_first) stops within a few thousand iterations with [`ErrorKind::Timeout`].
+    pub fn with_cancel(mut self, flag: CancelFlag) -> Self {
+        self.cancel = Some(flag);
+        self
     }
 
     /// The largest iteration count accepted from the server (default [`DEFAULT_ITERATION_CAP`]); a larger
@@ -209,7 +221,7 @@ impl ScramSha256 {
         };
         let first = parse_server_first(msg, &self.client_nonce, self.iteration_cap)?;
 
-        let mut salted = pbkdf2_sha256(&password.0, &first.salt, first.iterations)?;
+        let mut salted = pbkdf2_sha256_cancellable(&password.0, &first.salt, first.iterations, self.cancel.as_deref())?;
         drop(password);
         let client_key = hmac_sha256(&salted, &[b"Client Key"]);
         let server_key = hmac_sha256(&salted, &[b"Server Key"]);
@@ -397,14 +409,30 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Result<[u8; KEY_LEN]> 
 }
 
 /// PBKDF2-HMAC-SHA-256 with a 32-byte output (one block), `iterations` ≥ 1 (0 is treated as 1).
+#[cfg(test)]
 pub(crate) fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Result<[u8; KEY_LEN]> {
+    pbkdf2_sha256_cancellable(password, salt, iterations, None)
+}
+
+/// PBKDF2-HMAC-SHA-256 (one 32-byte block) that gives up (with [`ErrorKind::Timeout`]) once `cancel` is set, checked every 1024 rounds.
+pub(crate) fn pbkdf2_sha256_cancellable(
+    password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<[u8; KEY_LEN]> {
     let prf = new_hmac(password)?;
     let mut mac = prf.clone();
     mac.update(salt);
     mac.update(&1u32.to_be_bytes());
     let mut u: [u8; KEY_LEN] = mac.finalize().into_bytes().into();
     let mut out = u;
-    for _ in 1..iterations {
+    for i in 1..iterations {
+        if i % 1024 == 0 && cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+            wipe(&mut u);
+            wipe(&mut out);
+            return Err(Error::timeout("SCRAM key derivation abandoned: the connection attempt was cancelled"));
+        }
         let mut mac = prf.clone();
         mac.update(&u);
         u = mac.finalize().into_bytes().into();
@@ -592,6 +620,18 @@ p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
         let e = c.handle_server_final(msg.as_bytes()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth);
         assert!(!c.is_verified());
+    }
+
+    #[test]
+    fn pbkdf2_can_be_cancelled() {
+        let flag = std::sync::atomic::AtomicBool::new(true);
+        let e = pbkdf2_sha256_cancellable(b"pw", b"salt", 10_000_000, Some(&flag)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        flag.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            pbkdf2_sha256_cancellable(b"pw", b"salt", 4096, Some(&flag)).unwrap(),
+            pbkdf2_sha256(b"pw", b"salt", 4096).unwrap()
+        );
     }
 
     #[test]

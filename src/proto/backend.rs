@@ -193,14 +193,17 @@ impl Decoder {
         let len_bytes: [u8; 4] = header.get(1..5).and_then(|s| s.try_into().ok()).unwrap_or([0; 4]);
         let len = u32::from_be_bytes(len_bytes) as usize;
         if tag == b'E' && self.startup && !(8..=MAX_SMALL_LEN).contains(&len) {
-            // A pre-3.0 server answers a v3 startup packet with "E" followed by plain text.
+            // A pre-3.0 server (or the postmaster failing to fork) answers with "E" and plain text up to a NUL:
+            // wait for the NUL (bounded), as libpq does, so the whole text is reported.
             let text = buf.get(1..).unwrap_or(&[]);
-            let end = text.iter().position(|&b| b == 0).unwrap_or(text.len()).min(MAX_SMALL_LEN);
-            let msg = String::from_utf8_lossy(text.get(..end).unwrap_or(&[])).into_owned();
-            return Err(Error::protocol(format!(
-                "server sent a pre-protocol-3.0 error during startup: {}",
-                msg.trim_end()
-            )));
+            return match text.iter().position(|&b| b == 0) {
+                Some(end) => Err(old_server_error(text.get(..end).unwrap_or(&[]))),
+                None if text.len() >= MAX_SMALL_LEN => Err(old_server_error(text.get(..MAX_SMALL_LEN).unwrap_or(&[]))),
+                None => Ok(None),
+            };
+        }
+        if !is_known_tag(tag) {
+            return Err(unknown_tag(tag));
         }
         if len < 4 {
             return Err(Error::protocol(format!("message {:?} has invalid length {len} (below 4)", tag as char)));
@@ -219,6 +222,9 @@ impl Decoder {
                 printable(tag)
             )));
         }
+        if self.startup && !is_startup_tag(tag) {
+            return Err(unexpected_in_startup(tag));
+        }
         let total = len + 1;
         if buf.len() < total {
             return Ok(None);
@@ -234,8 +240,25 @@ impl Decoder {
             if !is_known_tag(tag) {
                 return Err(unknown_tag(tag));
             }
+            if self.startup && !is_startup_tag(tag) {
+                return Err(unexpected_in_startup(tag));
+            }
         }
         Ok(None)
+    }
+
+    /// The error to report when the server closes the connection with `buf` unconsumed: during startup, the
+    /// text of a pre-3.0 error that never got its NUL terminator; otherwise `None` (a plain "connection closed").
+    pub fn eof_error(&self, buf: &BytesMut) -> Option<Error> {
+        if !self.startup || buf.first() != Some(&b'E') {
+            return None;
+        }
+        let len_bytes: [u8; 4] = buf.get(1..5).and_then(|s| s.try_into().ok())?;
+        if (8..=MAX_SMALL_LEN).contains(&(u32::from_be_bytes(len_bytes) as usize)) {
+            return None;
+        }
+        let text = buf.get(1..).unwrap_or(&[]);
+        Some(old_server_error(text.get(..text.len().min(MAX_SMALL_LEN)).unwrap_or(&[])))
     }
 }
 
@@ -267,6 +290,20 @@ fn is_known_tag(tag: u8) -> bool {
             | b'c'
             | b'v'
     )
+}
+
+/// Message types a server sends before the first ReadyForQuery.
+fn is_startup_tag(tag: u8) -> bool {
+    matches!(tag, b'R' | b'E' | b'N' | b'v' | b'S' | b'K' | b'Z')
+}
+
+fn unexpected_in_startup(tag: u8) -> Error {
+    Error::protocol(format!("unexpected message type '{}' during startup", printable(tag)))
+}
+
+fn old_server_error(text: &[u8]) -> Error {
+    let msg = String::from_utf8_lossy(text);
+    Error::protocol(format!("server sent a pre-protocol-3.0 error during startup: {}", msg.trim_end()))
 }
 
 fn unknown_tag(tag: u8) -> Error {
@@ -493,6 +530,7 @@ mod tests {
 
     fn decode_all(bytes: &[u8]) -> Result<Vec<BackendMessage>> {
         let mut d = Decoder::new();
+        d.set_startup_done();
         let mut buf = BytesMut::from(bytes);
         let mut out = vec![];
         while let Some(m) = d.decode(&mut buf)? {
@@ -599,6 +637,7 @@ mod tests {
     fn partial_frames_wait_for_more() {
         let all = frame(b'd', b"0123456789");
         let mut d = Decoder::new();
+        d.set_startup_done();
         let mut buf = BytesMut::new();
         for (i, b) in all.iter().enumerate() {
             buf.put_u8(*b);
@@ -614,6 +653,7 @@ mod tests {
     #[test]
     fn framing_caps() {
         let mut d = Decoder::new();
+        d.set_startup_done();
         // length below 4
         let e = d.decode(&mut BytesMut::from(&b"d\0\0\0\x03"[..])).unwrap_err();
         assert!(e.to_string().contains("below 4"), "{e}");
@@ -631,6 +671,7 @@ mod tests {
         assert!(d.decode(&mut BytesMut::from(&b"@"[..])).is_err());
         // configurable cap for CopyData
         let mut small = Decoder::new().with_max_message_len(40000);
+        small.set_startup_done();
         assert!(small.decode(&mut BytesMut::from(&b"d\0\x01\0\0"[..])).is_err());
         assert!(small.decode(&mut BytesMut::from(&b"d\0\0\x9c\x40"[..])).unwrap().is_none());
     }
@@ -640,8 +681,34 @@ mod tests {
         let mut d = Decoder::new();
         let e = d.decode(&mut BytesMut::from(&b"EFATAL: unsupported frontend protocol\n\0"[..])).unwrap_err();
         assert!(e.to_string().contains("unsupported frontend protocol"), "{e}");
-        // "Ecoul…" (Ecould not …) — length bytes are ASCII and far above the cap
-        assert!(d.decode(&mut BytesMut::from(&b"Ecould not fork new process"[..])).is_err());
+        // "Ecoul…" (Ecould not …): the length bytes are ASCII, far above the cap; the text waits for its NUL
+        let mut buf = BytesMut::from(&b"Ecould not fork"[..]);
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        assert!(d.eof_error(&buf).unwrap().to_string().contains("could not fork"));
+        buf.extend_from_slice(b" new process\0");
+        let e = d.decode(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("could not fork new process"), "{e}");
+        // bounded: no NUL within 30000 bytes is an error, not a wait
+        let mut long = BytesMut::from(&b"Ex"[..]);
+        long.extend_from_slice(&vec![b'a'; MAX_SMALL_LEN]);
+        assert!(d.decode(&mut long).is_err());
+    }
+
+    #[test]
+    fn startup_accepts_only_startup_types() {
+        // large types claiming up to the 1 GiB cap fail on the header, not after the body
+        for tag in [b'd', b'D', b'T', b'A'] {
+            let mut d = Decoder::new();
+            let e = d.decode(&mut BytesMut::from(&[tag, 0x3f, 0xff, 0xff, 0xff][..])).unwrap_err();
+            assert!(e.to_string().contains("during startup"), "{e}");
+        }
+        for tag in [b'd', b'D', b'T', b'A', b'W', b'C', b'c', b'I', b'G', b'H'] {
+            let mut d = Decoder::new();
+            assert!(d.decode(&mut BytesMut::from(&[tag, 0, 0, 0, 4][..])).is_err());
+            assert!(Decoder::new().decode(&mut BytesMut::from(&[tag][..])).is_err());
+        }
+        let mut d = Decoder::new();
+        assert!(d.decode(&mut BytesMut::from(&frame(b'Z', b"I")[..])).unwrap().is_some());
     }
 
     #[test]
