@@ -340,6 +340,26 @@ impl<'a> Cursor<'a> {
         Ok(self.bytes_range(s, e))
     }
 
+    /// The next key: matched as a literal (`"key":`) against the keys wal2json can print next — `order` from
+    /// `hint` on, which moves past each match — or else read in general.
+    #[inline(always)]
+    pub(crate) fn predicted_key(&mut self, order: &[&[u8]], hint: &mut usize) -> Result<&'a [u8]> {
+        if self.peek() != Some(b'"') {
+            self.ws();
+        }
+        let rest = self.rest();
+        for (i, k) in order.iter().enumerate().skip(*hint) {
+            // cheap rejections before the comparison: the first letter and the closing quote's place
+            if rest.get(1) == k.get(1) && rest.get(k.len().wrapping_sub(2)) == Some(&b'"') && rest.starts_with(k) {
+                *hint = i + 1;
+                let start = self.pos + 1;
+                self.pos += k.len();
+                return Ok(self.bytes_range(start, start + k.len().saturating_sub(3)));
+            }
+        }
+        self.key()
+    }
+
     /// Any scalar column value.
     #[inline(always)]
     pub(crate) fn value(&mut self) -> Result<Value<'a>> {

@@ -125,6 +125,27 @@ fn column_array<'a>(
     Ok(())
 }
 
+/// The keys of a change in wal2json's order, with their quotes and colon.
+const CHANGE_KEYS: [&[u8]; 15] = [
+    b"\"kind\":",
+    b"\"schema\":",
+    b"\"table\":",
+    b"\"columnnames\":",
+    b"\"columntypes\":",
+    b"\"columntypeoids\":",
+    b"\"columnpositions\":",
+    b"\"columnoptionals\":",
+    b"\"columndefaults\":",
+    b"\"columnvalues\":",
+    b"\"pk\":",
+    b"\"oldkeys\":",
+    b"\"transactional\":",
+    b"\"prefix\":",
+    b"\"content\":",
+];
+
+const OLDKEYS_KEYS: [&[u8]; 4] = [b"\"keynames\":", b"\"keytypes\":", b"\"keytypeoids\":", b"\"keyvalues\":"];
+
 /// One change object `{"kind":…}`.
 pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<Event<'a>> {
     let start = cur.pos;
@@ -143,8 +164,9 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
         if cur.eat(b'}') {
             return Ok(());
         }
+        let mut hint = 0;
         loop {
-            match cur.key()? {
+            match cur.predicted_key(&CHANGE_KEYS, &mut hint)? {
                 b"kind" => {
                     let (s, e, _) = cur.string_span()?;
                     kind_at = s;
@@ -192,7 +214,7 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
                         scratch.put_pk(old);
                     }
                 }
-                b"oldkeys" => oldkeys(cur, &mut ident)?,
+                b"oldkeys" => oldkeys(cur, &mut ident, &mut scratch.strings)?,
                 b"transactional" => transactional = Some(cur.boolean()?),
                 b"prefix" => prefix = Some(cur.string()?),
                 b"content" => content = Some(cur.byte_string()?),
@@ -313,15 +335,16 @@ fn pk_object<'a>(cur: &mut Cursor<'a>, out: &mut Vec<PkColumn<'a>>) -> Result<()
 }
 
 /// `{"keynames":[…],"keytypes":[…],"keytypeoids":[…],"keyvalues":[…]}`
-fn oldkeys<'a>(cur: &mut Cursor<'a>, ident: &mut Vec<Column<'a>>) -> Result<()> {
+fn oldkeys<'a>(cur: &mut Cursor<'a>, ident: &mut Vec<Column<'a>>, pool: &mut Vec<String>) -> Result<()> {
     cur.expect(b'{', "expected '{'")?;
     if cur.eat(b'}') {
         return Ok(());
     }
+    let mut hint = 0;
     loop {
-        match cur.key()? {
+        match cur.predicted_key(&OLDKEYS_KEYS, &mut hint)? {
             b"keynames" => column_array(cur, ident, |c, col| {
-                col.name = c.string()?;
+                col.name = c.string_in(pool)?;
                 Ok(())
             })?,
             b"keytypes" => column_array(cur, ident, |c, col| {
@@ -333,7 +356,7 @@ fn oldkeys<'a>(cur: &mut Cursor<'a>, ident: &mut Vec<Column<'a>>) -> Result<()> 
                 Ok(())
             })?,
             b"keyvalues" => column_array(cur, ident, |c, col| {
-                col.value = c.value()?;
+                col.value = c.value_in(pool)?;
                 Ok(())
             })?,
             _ => cur.skip_value()?,

@@ -35,7 +35,7 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
     if !cur.eat(b'}') {
         let mut hint = 0;
         loop {
-            let key = predicted_key(cur, &mut hint)?;
+            let key = cur.predicted_key(&KEY_ORDER, &mut hint)?;
             match key {
                 b"action" => {
                     let (s, e, _) = cur.string_span()?;
@@ -164,22 +164,6 @@ const KEY_ORDER: [&[u8]; 14] = [
     b"\"prefix\":",
     b"\"content\":",
 ];
-
-/// The next key: matched as a literal against the keys wal2json can print next (from `hint` on, which moves
-/// past each match), or read in general.
-#[inline(always)]
-fn predicted_key<'a>(cur: &mut Cursor<'a>, hint: &mut usize) -> Result<&'a [u8]> {
-    let rest = cur.rest();
-    for (i, k) in KEY_ORDER.iter().enumerate().skip(*hint) {
-        if rest.starts_with(k) {
-            *hint = i + 1;
-            let start = cur.pos + 1;
-            cur.pos += k.len();
-            return Ok(cur.bytes_range(start, start + k.len() - 3));
-        }
-    }
-    cur.key()
-}
 
 /// `[{"name":…,"type":…,"typeoid":…,"value":…,"optional":…,"position":…,"default":…},…]`
 #[inline]
