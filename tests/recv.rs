@@ -228,3 +228,63 @@ fn sigint_stops_cleanly_with_a_final_status_update() {
     ok(&again);
     assert_eq!(String::from_utf8_lossy(&again.stdout), "");
 }
+
+/// The changes of a `--output json` stream, projected to what every format carries.
+fn changes(json: &[u8]) -> Vec<serde_json::Value> {
+    let mut v = vec![];
+    for line in json.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let o: serde_json::Value =
+            serde_json::from_slice(line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)));
+        let action = o["action"].as_str().unwrap().to_string();
+        let cols = |k: &str| -> serde_json::Value {
+            o.get(k)
+                .and_then(|c| c.as_array())
+                .map(|a| a.iter().map(|c| serde_json::json!([c["name"], c["value"]])).collect::<Vec<_>>())
+                .into()
+        };
+        let p = match action.as_str() {
+            "B" | "C" => serde_json::json!([action]),
+            "M" => serde_json::json!([action, o["transactional"], o["prefix"], o["content"]]),
+            _ => serde_json::json!([action, o["schema"], o["table"], cols("columns"), cols("identity")]),
+        };
+        v.push(p);
+    }
+    v
+}
+
+#[test]
+fn json_output_is_the_same_changes_from_formats_1_chunks_and_2() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    for s in ["j_v1", "j_chunks", "j_v2"] {
+        c.psql("postgres", &format!("SELECT pg_create_logical_replication_slot('{s}', 'wal2json')")).unwrap();
+    }
+    c.psql(
+        "postgres",
+        r#"CREATE TABLE j(id int PRIMARY KEY, t text, n numeric, f float8, b bool, a int[], js jsonb);
+        INSERT INTO j VALUES (1, E'esc " \\ \t \n é ✓', 0.0000000001, -0, true, '{1,2}', '{"k": "v"}');
+        INSERT INTO j VALUES (2, NULL, 123456789012345678901234567890.123456789, 3.4028235e+38, NULL, NULL, NULL);
+        BEGIN; INSERT INTO j SELECT g, 'r' || g, g / 3.0, g, g % 2 = 0, ARRAY[g], jsonb_build_object('g', g) FROM generate_series(3, 200) g; COMMIT;
+        UPDATE j SET t = 'changed', n = 'NaN' WHERE id % 3 = 0;
+        DELETE FROM j WHERE id % 5 = 0;
+        SELECT pg_logical_emit_message(true, 'p', 'in a transaction');
+        BEGIN; COMMIT;"#,
+    )
+    .unwrap();
+    let end = c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap();
+    let recv = |slot: &str, opts: &[&str]| -> Vec<u8> {
+        let mut args = conn_args(&c);
+        args.extend(["-S", slot, "--start", "-n", "-E", &end, "-f", "-", "--output", "json"].map(String::from));
+        for o in opts {
+            args.extend(["-o".to_string(), o.to_string()]);
+        }
+        let out = run(Command::new(PGREPL).arg("recv").args(&args));
+        ok(&out);
+        out.stdout
+    };
+    let v1 = changes(&recv("j_v1", &["include-xids=1"]));
+    let chunks = changes(&recv("j_chunks", &["write-in-chunks=1", "pretty-print=1"]));
+    let v2 = changes(&recv("j_v2", &["format-version=2"]));
+    assert_eq!(v2.len(), 321, "B+I+C ×2, 198 inserts, 66 updates, 40 deletes, a message, an empty transaction");
+    assert_eq!(v1, v2, "format 1 and format 2 give different changes");
+    assert_eq!(chunks, v2, "format 1 in chunks and format 2 give different changes");
+}

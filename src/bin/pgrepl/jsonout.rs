@@ -1,20 +1,34 @@
-//! `--output json` and `pgrepl decode`: wal2json payloads of any format to format-2 JSON objects.
+//! `--output json`: wal2json payloads of any format (1, 1-in-chunks, 2) to one format-2-shaped JSON object per
+//! event, with the decoder's state carried across payloads (chunk reassembly).
 
-use pgrepl::{Error, ErrorKind};
+use pgrepl::wal2json::{write_event, AnyDecoder};
+use pgrepl::Error;
 
-pub struct JsonOut {}
+#[derive(Default)]
+pub struct JsonOut {
+    decoder: AnyDecoder,
+}
 
 impl JsonOut {
     pub fn new() -> JsonOut {
-        JsonOut {}
+        JsonOut::default()
     }
 
-    pub fn write(&mut self, _payload: &[u8], _buf: &mut Vec<u8>) -> Result<(), Error> {
-        Err(Error::new(ErrorKind::Decode, "--output json is not available in this build yet"))
+    /// Decode `payload` and append one JSON object per event, each followed by a newline. With `write` false,
+    /// decode only (for `--output none`).
+    pub fn write(&mut self, payload: &[u8], buf: &mut Vec<u8>, write: bool) -> Result<usize, Error> {
+        let mut events = self.decoder.feed(payload)?;
+        let mut n = 0;
+        while let Some(ev) = events.next() {
+            let ev = ev?;
+            if write {
+                write_event(buf, &ev);
+                buf.push(b'\n');
+            }
+            events.recycle(ev);
+            n += 1;
+        }
+        Ok(n)
     }
 }
 
-pub fn decode_main(_args: &[String]) -> i32 {
-    eprintln!("pgrepl decode: not available in this build yet");
-    1
-}

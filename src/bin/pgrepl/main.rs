@@ -1,6 +1,7 @@
 //! The `pgrepl` command-line tool.
 
 mod args;
+mod decode;
 mod demo;
 mod jsonout;
 mod output;
@@ -22,9 +23,9 @@ Usage:
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let code = match argv.first().map(String::as_str) {
-        Some("recv") => with_runtime(|sig| recv::run(&argv[1..], sig)),
-        Some("demo") => with_runtime(|sig| demo::run(&argv[1..], sig)),
-        Some("decode") => jsonout::decode_main(&argv[1..]),
+        Some("recv") => with_runtime(Flavor::CurrentThread, |sig| recv::run(&argv[1..], sig)),
+        Some("demo") => with_runtime(Flavor::MultiThread, |sig| demo::run(&argv[1..], sig)),
+        Some("decode") => decode::run(&argv[1..]),
         Some("--version") | Some("-V") => {
             println!("pgrepl {}", env!("CARGO_PKG_VERSION"));
             0
@@ -41,12 +42,21 @@ fn main() {
     std::process::exit(code);
 }
 
-fn with_runtime<F, Fut>(f: F) -> i32
+enum Flavor {
+    CurrentThread,
+    MultiThread,
+}
+
+fn with_runtime<F, Fut>(flavor: Flavor, f: F) -> i32
 where
     F: FnOnce(signals::Signals) -> Fut,
     Fut: std::future::Future<Output = i32>,
 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let built = match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pgrepl: cannot start the runtime: {e}");

@@ -27,8 +27,8 @@ impl Writer {
                 buf.push(b'\n');
                 Ok(())
             }
-            OutputFormat::Json => self.json.write(payload, buf),
-            OutputFormat::None => self.json.write(payload, &mut Vec::new()),
+            OutputFormat::Json => self.json.write(payload, buf, true).map(|_| ()),
+            OutputFormat::None => self.json.write(payload, buf, false).map(|_| ()),
         }
     }
 }
