@@ -31,4 +31,3 @@ impl JsonOut {
         Ok(n)
     }
 }
-
