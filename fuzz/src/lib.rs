@@ -270,9 +270,19 @@ pub fn writer_round_trip(ev: &pgrepl::wal2json::Event<'_>) {
         Ok(serde_json::Value::Object(_)) => {}
         other => panic!("writer output is not a JSON object ({other:?}): {}", String::from_utf8_lossy(&out)),
     }
+    // wal2json's identity entries have only name, type, typeoid and value: the writer keeps only those
+    let mut want = ev.clone();
+    if let pgrepl::wal2json::Event::Insert(c)
+    | pgrepl::wal2json::Event::Update(c)
+    | pgrepl::wal2json::Event::Delete(c) = &mut want
+    {
+        for k in &mut c.identity {
+            (k.optional, k.position, k.default) = (None, None, None);
+        }
+    }
     let mut d = pgrepl::wal2json::Decoder::new();
     match d.decode(&out) {
-        Ok(back) => assert_eq!(&back, ev, "decode(write(event)) differs: {}", String::from_utf8_lossy(&out)),
+        Ok(back) => assert_eq!(back, want, "decode(write(event)) differs: {}", String::from_utf8_lossy(&out)),
         Err(e) => panic!("writer output does not decode: {e}: {}", String::from_utf8_lossy(&out)),
     }
 }
