@@ -450,8 +450,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Budget for the backtracking split of an unescaped format 1 `columndefaults` array.
-const DEFAULTS_BUDGET: usize = 100_000;
+/// Work budget (bytes scanned) for the backtracking split of an unescaped format 1 `columndefaults` array.
+const DEFAULTS_WORK: usize = 4_000_000;
 
 /// Position of the first `"` at or after `i` (backslashes are not escapes here).
 #[inline]
@@ -554,8 +554,12 @@ impl<'a> Cursor<'a> {
         }
         for strict in [true, false] {
             let mut i = open + 1;
+            let mut lex = Quotes::new(open + 1);
             while let Some(q) = find_quote(self.b, i) {
-                if v2_default_end_ok(self.b, q + 1) && (!strict || plausible_sql(self.bytes_range(open + 1, q))) {
+                if v2_default_end_ok(self.b, q + 1) && {
+                    lex.advance(self.b, q);
+                    !strict || lex.balanced()
+                } {
                     self.pos = q + 1;
                     return Ok(Some(Cow::Borrowed(self.str_range(open + 1, q)?)));
                 }
@@ -643,9 +647,10 @@ fn split_defaults(b: &[u8], open: usize, n: usize, strict: bool) -> Option<(Vec<
     let mut stack: Vec<(usize, usize)> = Vec::new();
     let mut resume: Option<usize> = None;
     let mut pos = open;
-    let mut budget = DEFAULTS_BUDGET;
+    // bytes scanned or lexed, over all the backtracking: bounds the time an adversarial payload can take
+    let mut work = DEFAULTS_WORK;
     loop {
-        budget = budget.checked_sub(1)?;
+        work = work.checked_sub(1)?;
         let i = stack.len();
         let last = i + 1 == n;
         let es = skip_ws_at(b, pos);
@@ -656,12 +661,22 @@ fn split_defaults(b: &[u8], open: usize, n: usize, strict: bool) -> Option<(Vec<
                 None
             }
         } else if b.get(es) == Some(&b'"') {
-            let mut k = resume.map_or(es + 1, |r| r + 1);
+            let mut k = resume.map_or(es + 1, |r| r.saturating_add(1));
+            let mut lex = Quotes::new(es + 1);
             let mut hit = None;
             while let Some(q) = find_quote(b, k) {
-                if entry_end_ok(b, q + 1, last) && (!strict || plausible_sql(b.get(es + 1..q).unwrap_or(&[]))) {
-                    hit = Some(q);
-                    break;
+                work = work.checked_sub(q + 1 - k)?;
+                if entry_end_ok(b, q + 1, last) {
+                    if !strict {
+                        hit = Some(q);
+                        break;
+                    }
+                    work = work.checked_sub(q.saturating_sub(lex.pos))?;
+                    lex.advance(b, q);
+                    if lex.balanced() {
+                        hit = Some(q);
+                        break;
+                    }
                 }
                 k = q + 1;
             }
@@ -691,33 +706,47 @@ fn split_defaults(b: &[u8], open: usize, n: usize, strict: bool) -> Option<(Vec<
     }
 }
 
-/// Whether `s` could be `pg_get_expr` output: its `'…'` literals (with `''`) and `"…"` identifiers (with `""`)
-/// are all closed.
-fn plausible_sql(s: &[u8]) -> bool {
-    let mut i = 0;
-    while let Some(&c) = s.get(i) {
-        if c == b'\'' || c == b'"' {
-            // find the closing delimiter, skipping doubled ones
-            let mut j = i + 1;
-            loop {
-                match s.get(j) {
-                    None => return false,
-                    Some(&d) if d == c => {
-                        if s.get(j + 1) == Some(&c) {
-                            j += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    Some(_) => j += 1,
+/// Whether SQL text could be `pg_get_expr` output: its `'…'` literals (with `''`) and `"…"` identifiers (with
+/// `""`) are all closed. Advanced incrementally over increasing end positions, so that trying every candidate
+/// end of one entry costs one pass.
+struct Quotes {
+    pos: usize,
+    /// 0: outside quotes; 1: inside `quote`; 2: just after a `quote` that closes unless doubled
+    state: u8,
+    quote: u8,
+}
+
+impl Quotes {
+    fn new(start: usize) -> Self {
+        Quotes { pos: start, state: 0, quote: 0 }
+    }
+
+    fn advance(&mut self, b: &[u8], to: usize) {
+        while self.pos < to {
+            let Some(&ch) = b.get(self.pos) else { return };
+            self.pos += 1;
+            if self.state == 2 {
+                if ch == self.quote {
+                    self.state = 1;
+                    continue;
                 }
+                self.state = 0;
             }
-            i = j + 1;
-        } else {
-            i += 1;
+            match self.state {
+                0 if ch == b'\'' || ch == b'"' => {
+                    self.state = 1;
+                    self.quote = ch;
+                }
+                1 if ch == self.quote => self.state = 2,
+                _ => {}
+            }
         }
     }
-    true
+
+    /// Balanced up to the current position (a quote just closed counts as closed).
+    fn balanced(&self) -> bool {
+        self.state != 1
+    }
 }
 
 /// After a v2 default's closing quote at `p`: `}` then `,` or `]`.

@@ -683,3 +683,35 @@ fn into_owned_keeps_everything() {
     assert_eq!(owned, ev);
     assert_eq!(owned.lsn(), None);
 }
+
+#[test]
+fn adversarial_quirk_inputs_take_bounded_time() {
+    let t = std::time::Instant::now();
+    // format 2: a raw default with many candidate ends
+    let mut p = br#"{"action":"I","table":"t","columns":[{"name":"a","value":1,"default":"'"#.to_vec();
+    for _ in 0..50_000 {
+        p.extend_from_slice(br#""},{"x"#);
+    }
+    let _ = Decoder::new().decode(&p);
+    // format 1: defaults that cannot be split, with many candidate ends for many columns
+    let n = 200;
+    let mut p = br#"{"change":[{"kind":"insert","table":"t","columnnames":["#.to_vec();
+    for i in 0..n {
+        if i > 0 {
+            p.push(b',');
+        }
+        p.extend_from_slice(format!("\"c{i}\"").as_bytes());
+    }
+    p.extend_from_slice(br#"],"columndefaults":["'"#);
+    for _ in 0..20_000 {
+        p.extend_from_slice(br#"x","y"#);
+    }
+    p.extend_from_slice(br#""],"columnvalues":[]}]}"#);
+    let mut d = AnyDecoder::new();
+    if let Ok(it) = d.feed(&p) {
+        for ev in it {
+            let _ = ev;
+        }
+    }
+    assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?}", t.elapsed());
+}
