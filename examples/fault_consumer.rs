@@ -93,6 +93,7 @@ fn describe(e: &StreamEvent) -> String {
         StreamEvent::SlotAhead { .. } => "slot_ahead",
         StreamEvent::ReplayDropped { .. } => "replay_dropped",
         StreamEvent::SlotCreated { .. } => "slot_created",
+        StreamEvent::HeartbeatFailed { .. } => "heartbeat_failed",
         _ => "other",
     };
     format!("{kind} {e:?}").replace('\n', " ")
@@ -145,6 +146,8 @@ async fn consume(o: Opts) -> Result<(), Box<dyn Error>> {
     });
     // a small buffer, so that a stall fills it and the stream has to stop reading the socket
     cfg.stream.buffer_messages = 256;
+    // heartbeats interleave with the faults: never stored, and never confirmed past an unacknowledged commit
+    cfg = cfg.heartbeat(Duration::from_millis(700));
     cfg.reconnect.initial = Duration::from_millis(100);
     cfg.reconnect.max = Duration::from_secs(2);
     let mut s = ChangeStream::connect(cfg).await?;

@@ -85,7 +85,16 @@ pub enum StreamEvent {
         /// Its consistent point.
         at: Lsn,
     },
+    /// A heartbeat ([`ChangeStreamConfig::heartbeat`]) could not be written; it is tried again at the next tick.
+    HeartbeatFailed {
+        /// Why.
+        cause: String,
+    },
 }
+
+/// The prefix of the heartbeat messages ([`ChangeStreamConfig::heartbeat`]). Non-transactional messages with
+/// this prefix are never delivered to the application, whoever wrote them.
+pub const HEARTBEAT_PREFIX: &str = "pgrepl-heartbeat";
 
 /// A callback for [`StreamEvent`]s.
 pub type EventHandler = Arc<dyn Fn(&StreamEvent) + Send + Sync>;
@@ -143,6 +152,9 @@ pub struct ChangeStreamConfig {
     pub reconnect: Reconnect,
     /// Called for every [`StreamEvent`].
     pub on_event: Option<EventHandler>,
+    /// Write a heartbeat message every so often (`None`: never, the default). See
+    /// [`ChangeStreamConfig::heartbeat`].
+    pub heartbeat: Option<Duration>,
 }
 
 impl fmt::Debug for ChangeStreamConfig {
@@ -181,6 +193,7 @@ impl ChangeStreamConfig {
             stream: StreamConfig::default(),
             reconnect: Reconnect::default(),
             on_event: None,
+            heartbeat: None,
         })
     }
     /// Create the slot when missing.
@@ -204,6 +217,47 @@ impl ChangeStreamConfig {
         self.on_event = Some(Arc::new(f));
         self
     }
+    /// Every `interval`, write a non-transactional logical message (`pg_logical_emit_message(false,
+    /// 'pgrepl-heartbeat', '')`) in the slot's database, through a separate normal (non-replication) connection.
+    /// The slot then always has something to decode and confirm, for servers where acknowledging keepalives
+    /// (the idle advance) is not enough or is turned off. Heartbeats are never delivered to the application;
+    /// the stream acknowledges one once the application has acknowledged every transaction delivered before it.
+    /// Failures are reported as [`StreamEvent::HeartbeatFailed`] and retried at the next tick.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = Some(interval);
+        self
+    }
+}
+
+/// Aborts the heartbeat task when the [`ChangeStream`] goes away.
+struct HeartbeatTask(tokio::task::JoinHandle<()>);
+
+impl Drop for HeartbeatTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn heartbeat_loop(mut config: Config, interval: Duration, on_event: Option<EventHandler>) {
+    config.replication = None;
+    let sql = format!("SELECT pg_logical_emit_message(false, {}, '')", quote_sql_literal(HEARTBEAT_PREFIX));
+    let mut client: Option<Client> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let r = match client.as_mut() {
+            Some(c) => c.simple_query(&sql).await.map(drop),
+            None => match Client::connect(&config).await {
+                Ok(c) => client.insert(c).simple_query(&sql).await.map(drop),
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = r {
+            client = None;
+            if let Some(f) = &on_event {
+                f(&StreamEvent::HeartbeatFailed { cause: e.to_string() });
+            }
+        }
+    }
 }
 
 /// A resilient stream of wal2json payloads, decoded on demand into typed events.
@@ -223,6 +277,11 @@ pub struct ChangeStream {
     /// A transaction is open (between its Begin and Commit payloads).
     open: bool,
     ended: bool,
+    /// The highest LSN of a delivered payload that ended a transaction (or stood alone).
+    delivered: Lsn,
+    /// A heartbeat received and not acknowledged yet (0/0: none); acknowledged once `acked >= delivered`.
+    heartbeat_pending: Lsn,
+    heartbeat: Option<HeartbeatTask>,
 }
 
 impl fmt::Debug for ChangeStream {
@@ -247,8 +306,15 @@ impl ChangeStream {
             skipping: false,
             open: false,
             ended: false,
+            delivered: Lsn::INVALID,
+            heartbeat_pending: Lsn::INVALID,
+            heartbeat: None,
         };
         s.reconnect().await?;
+        if let Some(interval) = s.cfg.heartbeat {
+            let task = heartbeat_loop(s.cfg.config.clone(), interval, s.cfg.on_event.clone());
+            s.heartbeat = Some(HeartbeatTask(tokio::spawn(task)));
+        }
         Ok(s)
     }
 
@@ -329,6 +395,7 @@ impl ChangeStream {
                     self.decoder.reset();
                     self.skipping = false;
                     self.open = false;
+                    self.heartbeat_pending = Lsn::INVALID;
                     return Ok(());
                 }
                 Err(e) => {
@@ -355,6 +422,7 @@ impl ChangeStream {
             if self.ended {
                 return Ok(None);
             }
+            self.ack_heartbeat();
             if self.stream.is_none() {
                 self.reconnect().await?;
             }
@@ -377,10 +445,18 @@ impl ChangeStream {
             if self.is_replay(&x, b)? {
                 continue;
             }
+            if b == Boundary::Standalone && self.is_heartbeat(&x)? {
+                self.heartbeat_pending = self.heartbeat_pending.max(x.wal_start);
+                self.ack_heartbeat();
+                continue;
+            }
             match b {
                 Boundary::Begin => self.open = true,
                 Boundary::Commit => self.open = false,
                 Boundary::Inside | Boundary::Standalone => {}
+            }
+            if !self.open {
+                self.delivered = self.delivered.max(x.wal_start);
             }
             self.current = Some(x);
             break;
@@ -392,6 +468,28 @@ impl ChangeStream {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Whether `x` (a standalone payload) is a heartbeat message.
+    fn is_heartbeat(&mut self, x: &XLogData) -> Result<bool> {
+        self.probe.reset();
+        let beat = matches!(
+            self.probe.feed(&x.data)?.next(),
+            Some(Ok(Event::Message(m))) if !m.transactional && m.prefix == HEARTBEAT_PREFIX
+        );
+        self.probe.reset();
+        Ok(beat)
+    }
+
+    /// Acknowledge the pending heartbeat once nothing delivered before it is unacknowledged.
+    fn ack_heartbeat(&mut self) {
+        if self.heartbeat_pending.is_invalid() || self.open || self.acked < self.delivered {
+            return;
+        }
+        if let Some(s) = &self.stream {
+            s.ack(self.heartbeat_pending);
+        }
+        self.heartbeat_pending = Lsn::INVALID;
     }
 
     /// Whether `x` belongs to a transaction the application already acknowledged (dropped, with an event).

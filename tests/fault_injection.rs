@@ -473,6 +473,8 @@ fn reference(c: &TempCluster) -> Vec<Txn> {
             let mut t = cur.take().expect("COMMIT after BEGIN");
             t.commit = Lsn::parse(lsn).unwrap();
             txns.push(t);
+        } else if data.starts_with("message: transactional: 0 prefix: pgrepl-heartbeat,") {
+            // the consumer's heartbeats: not for the application
         } else if data.starts_with("table public.w: INSERT:") {
             let t = cur.as_mut().expect("change inside a transaction");
             t.rows.push((field(data, "seq[bigint]:"), field(data, "k[integer]:")));

@@ -179,3 +179,70 @@ async fn an_idle_slot_advances_and_retains_bounded_wal_while_another_database_wr
     s.stop().await.unwrap();
     off.stop().await.unwrap();
 }
+
+/// What `next()` delivers within `d`, each payload acknowledged when `ack`: (inserted ids, whether a heartbeat
+/// message was seen, the last commit LSN).
+async fn drain(s: &mut ChangeStream, d: Duration, ack: bool) -> (Vec<i64>, bool, Lsn) {
+    let deadline = tokio::time::Instant::now() + d;
+    let (mut ids, mut beat, mut last) = (vec![], false, Lsn::INVALID);
+    while let Ok(r) = tokio::time::timeout_at(deadline, s.next()).await {
+        let mut p = r.unwrap().expect("stream open");
+        let lsn = p.lsn();
+        for e in p.events().unwrap() {
+            match e.unwrap() {
+                Event::Insert(row) => ids.push(row.column("id").and_then(|c| c.value.as_i64()).unwrap()),
+                Event::Message(m) => beat |= m.prefix == pgrepl::changes::HEARTBEAT_PREFIX,
+                Event::Commit(_) => last = lsn,
+                _ => {}
+            }
+        }
+        if ack {
+            p.ack();
+        }
+    }
+    (ids, beat, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_move_a_quiet_slot_without_reaching_the_application() {
+    let c = TempCluster::start(ClusterOptions::default()).expect("start cluster");
+    c.psql("postgres", "CREATE TABLE t (id int PRIMARY KEY)").unwrap();
+    let failures = Arc::new(Mutex::new(Vec::<StreamEvent>::new()));
+    let f2 = failures.clone();
+    let mut cfg = ChangeStreamConfig::new(&c.conninfo(c.superuser(), "postgres"), "beat")
+        .unwrap()
+        .create_slot(true)
+        .heartbeat(Duration::from_millis(200))
+        .on_event(move |e| {
+            if matches!(e, StreamEvent::HeartbeatFailed { .. }) {
+                f2.lock().unwrap().push(e.clone())
+            }
+        });
+    // only the heartbeats can move the slot
+    cfg.stream.idle_advance = false;
+    cfg.stream.status_interval = Duration::from_millis(200);
+    let mut s = ChangeStream::connect(cfg).await.unwrap();
+    let (start, _) = slot(&c, "beat");
+
+    // a quiet database: heartbeats only, none delivered, and the slot moves
+    let (ids, beat, _) = drain(&mut s, Duration::from_secs(2), true).await;
+    assert!(ids.is_empty() && !beat, "nothing to deliver: {ids:?} {beat}");
+    let (moved, _) = slot(&c, "beat");
+    assert!(moved > start, "heartbeats did not move the slot from {start}");
+
+    // a transaction delivered and not acknowledged: the heartbeats after it must not confirm past it
+    c.psql("postgres", "INSERT INTO t VALUES (1)").unwrap();
+    let (ids, beat, commit) = drain(&mut s, Duration::from_secs(2), false).await;
+    assert_eq!((ids, beat), (vec![1], false));
+    let (held, _) = slot(&c, "beat");
+    assert!(held < commit, "the slot ({held}) passed the unacknowledged commit {commit}");
+
+    // once it is acknowledged, the heartbeats move the slot on
+    s.ack(commit);
+    let (ids, beat, _) = drain(&mut s, Duration::from_secs(2), true).await;
+    assert!(ids.is_empty() && !beat);
+    let (after, _) = slot(&c, "beat");
+    assert!(after > commit, "heartbeats after the acknowledged commit {commit} did not move the slot ({after})");
+    assert!(failures.lock().unwrap().is_empty(), "{:?}", failures.lock().unwrap());
+    s.stop().await.unwrap();
+}
