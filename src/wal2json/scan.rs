@@ -853,7 +853,7 @@ fn sse2_find(b: &[u8], mut i: usize) -> Option<usize> {
     unsafe {
         let q = _mm_set1_epi8(b'"' as i8);
         let bs = _mm_set1_epi8(b'\\' as i8);
-        while let Some(chunk) = b.get(i..i + 16) {
+        while let Some(chunk) = i.checked_add(16).and_then(|e| b.get(i..e)) {
             let v = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
             let m = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)));
             if m != 0 {
@@ -869,7 +869,7 @@ fn sse2_find(b: &[u8], mut i: usize) -> Option<usize> {
 fn swar_find(b: &[u8], mut i: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    while let Some(chunk) = b.get(i..i + 8) {
+    while let Some(chunk) = i.checked_add(8).and_then(|e| b.get(i..e)) {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
         let w = u64::from_le_bytes(w);
