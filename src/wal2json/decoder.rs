@@ -22,6 +22,9 @@ pub(crate) struct Scratch {
     pks: Vec<Vec<PkColumn<'static>>>,
     /// Strings of recycled events, reused to unescape strings with escapes.
     pub(crate) strings: Vec<String>,
+    /// Format 1: the last `columnnames` / `columntypes` arrays of the current payload.
+    pub(crate) names_cache: v1::ArrayCache,
+    pub(crate) types_cache: v1::ArrayCache,
 }
 
 /// At most this many pooled strings, each of at most this capacity.
@@ -43,6 +46,13 @@ fn relife_pks<'c>(mut v: Vec<PkColumn<'_>>) -> Vec<PkColumn<'c>> {
 }
 
 impl Scratch {
+    /// Forget what was cached about the previous payload.
+    #[inline]
+    fn new_payload(&mut self) -> &mut Self {
+        self.names_cache.reset();
+        self.types_cache.reset();
+        self
+    }
     #[inline]
     pub(crate) fn take_columns<'a>(&mut self) -> Vec<Column<'a>> {
         self.cols.pop().map(relife_cols).unwrap_or_default()
@@ -219,7 +229,7 @@ impl ChunkedDecoder {
                 State::Commit(tx)
             }
         };
-        Ok(Events { scratch: &mut self.scratch, cur, state })
+        Ok(Events { scratch: self.scratch.new_payload(), cur, state })
     }
 }
 
@@ -242,7 +252,7 @@ impl AnyDecoder {
         let fmt = Format::detect(payload)?;
         if fmt == Format::V2 {
             self.note_v2(payload);
-            return Ok(Events { scratch: &mut self.v1.scratch, cur: Cursor::new(payload), state: State::V2 });
+            return Ok(Events { scratch: self.v1.scratch.new_payload(), cur: Cursor::new(payload), state: State::V2 });
         }
         self.v1.feed_as(payload, fmt)
     }

@@ -715,3 +715,28 @@ fn adversarial_quirk_inputs_take_bounded_time() {
     }
     assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?}", t.elapsed());
 }
+
+#[test]
+fn v1_repeated_column_arrays() {
+    // the same columnnames/columntypes arrays in consecutive changes are read from the first one's spans
+    let one = r#"{"kind":"insert","table":"t","columnnames":["a","b\"q"],"columntypes":["integer","MySchema".mood],"columnvalues":[1,"x"]}"#;
+    let two = r#"{"kind":"insert","table":"t","columnnames":["a","c"],"columntypes":["integer","text"],"columnvalues":[2,"y"]}"#;
+    let three = r#"{"kind":"insert","table":"t","columnnames":["a","c"],"columntypes":["integer","text"],"columnvalues":[3,"z"]}"#;
+    let short =
+        r#"{"kind":"insert","table":"t","columnnames":["a"],"columntypes":["integer","text"],"columnvalues":[4]}"#;
+    let p = format!(r#"{{"change":[{one},{one},{two},{three},{two}]}}"#);
+    let ev = all(p.as_bytes());
+    assert_eq!(ev.len(), 7);
+    let names: Vec<Vec<String>> =
+        ev[1..6].iter().map(|e| change(e).columns.iter().map(|c| c.name.to_string()).collect()).collect();
+    assert_eq!(names, [vec!["a", "b\"q"], vec!["a", "b\"q"], vec!["a", "c"], vec!["a", "c"], vec!["a", "c"]]);
+    let types: Vec<String> =
+        ev[1..6].iter().map(|e| change(e).columns[1].type_name.as_deref().unwrap().to_string()).collect();
+    assert_eq!(types, [r#""MySchema".mood"#, r#""MySchema".mood"#, "text", "text", "text"]);
+    assert_eq!(change(&ev[4]).columns[1].value, Value::String("z".into()));
+    // a cached types array must still match the number of columns
+    let p = format!(r#"{{"change":[{two},{short}]}}"#);
+    let mut d = AnyDecoder::new();
+    let r: Result<Vec<_>, _> = d.feed(p.as_bytes()).unwrap().collect();
+    assert!(r.is_err());
+}

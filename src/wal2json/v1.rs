@@ -125,6 +125,82 @@ fn column_array<'a>(
     Ok(())
 }
 
+/// Where the array at the cursor starts (after whitespace).
+fn array_start(cur: &mut Cursor<'_>) -> usize {
+    cur.ws();
+    cur.pos
+}
+
+/// The spans of the strings of the last `columnnames` (or `columntypes`) array of this payload, relative to its
+/// `[`. The changes of one transaction repeat the same arrays: when the bytes are the same, the strings are taken
+/// from the recorded spans instead of being scanned again. Reset for every payload.
+#[derive(Default)]
+pub(crate) struct ArrayCache {
+    valid: bool,
+    start: usize,
+    len: usize,
+    spans: Vec<(usize, usize)>,
+}
+
+impl ArrayCache {
+    pub(crate) fn reset(&mut self) {
+        self.valid = false;
+    }
+
+    /// Record the array that spans `at..cur.pos` if every string in it is borrowed from the payload.
+    fn record<'s, 'a: 's>(&mut self, cur: &Cursor<'a>, at: usize, strings: impl Iterator<Item = &'s Cow<'a, str>>) {
+        self.valid = false;
+        self.spans.clear();
+        let base = cur.b.as_ptr() as usize;
+        for s in strings {
+            let Cow::Borrowed(s) = s else { return };
+            let Some(off) = (s.as_ptr() as usize).checked_sub(base + at) else { return };
+            self.spans.push((off, off + s.len()));
+        }
+        if self.spans.len() > 4096 {
+            return;
+        }
+        self.start = at;
+        self.len = cur.pos - at;
+        self.valid = true;
+    }
+
+    /// If the array at the cursor has the same bytes as the recorded one: the start of the array, with the cursor
+    /// moved past it.
+    fn matches(&self, cur: &mut Cursor<'_>) -> Option<usize> {
+        if !self.valid {
+            return None;
+        }
+        let at = array_start(cur);
+        let prev = cur.b.get(self.start..self.start + self.len)?;
+        let now = cur.b.get(at..at + self.len)?;
+        if prev != now {
+            return None;
+        }
+        cur.pos = at + self.len;
+        Some(at)
+    }
+}
+
+fn names_from_cache<'a>(cur: &mut Cursor<'a>, cache: &ArrayCache, cols: &mut Vec<Column<'a>>) -> Result<bool> {
+    let Some(at) = cache.matches(cur) else { return Ok(false) };
+    for &(s, e) in &cache.spans {
+        cols.push(Column::new(Cow::Borrowed(cur.str_range(at + s, at + e)?), Value::Null));
+    }
+    Ok(true)
+}
+
+fn types_from_cache<'a>(cur: &mut Cursor<'a>, cache: &ArrayCache, cols: &mut [Column<'a>]) -> Result<bool> {
+    if !cache.valid || cache.spans.len() != cols.len() {
+        return Ok(false);
+    }
+    let Some(at) = cache.matches(cur) else { return Ok(false) };
+    for (c, &(s, e)) in cols.iter_mut().zip(&cache.spans) {
+        c.type_name = Some(Cow::Borrowed(cur.str_range(at + s, at + e)?));
+    }
+    Ok(true)
+}
+
 /// The keys of a change in wal2json's order, with their quotes and colon.
 const CHANGE_KEYS: [&[u8]; 15] = [
     b"\"kind\":",
@@ -174,14 +250,29 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
                 }
                 b"schema" => schema = cur.opt_string()?,
                 b"table" => table = Some(cur.string()?),
-                b"columnnames" => column_array(cur, &mut cols, |c, col| {
-                    col.name = c.string_in(&mut scratch.strings)?;
-                    Ok(())
-                })?,
-                b"columntypes" => column_array(cur, &mut cols, |c, col| {
-                    col.type_name = Some(c.type_name()?);
-                    Ok(())
-                })?,
+                b"columnnames" => {
+                    if !(cols.is_empty() && names_from_cache(cur, &scratch.names_cache, &mut cols)?) {
+                        let at = array_start(cur);
+                        let fresh = cols.is_empty();
+                        column_array(cur, &mut cols, |c, col| {
+                            col.name = c.string_in(&mut scratch.strings)?;
+                            Ok(())
+                        })?;
+                        if fresh {
+                            scratch.names_cache.record(cur, at, cols.iter().map(|c| &c.name));
+                        }
+                    }
+                }
+                b"columntypes" => {
+                    if !types_from_cache(cur, &scratch.types_cache, &mut cols)? {
+                        let at = array_start(cur);
+                        column_array(cur, &mut cols, |c, col| {
+                            col.type_name = Some(c.type_name()?);
+                            Ok(())
+                        })?;
+                        scratch.types_cache.record(cur, at, cols.iter().filter_map(|c| c.type_name.as_ref()));
+                    }
+                }
                 b"columntypeoids" => column_array(cur, &mut cols, |c, col| {
                     col.type_oid = Some(c.i64()?);
                     Ok(())
