@@ -305,3 +305,79 @@ fn read_w2j<R: BufRead>(mut r: R, mut lineno: u64, mut f: impl FnMut(u64, &[u8])
         lineno += payload.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+
+    fn payloads(input: &[u8]) -> Vec<(u64, String)> {
+        let mut v = Vec::new();
+        read_payloads(input, |line, p| {
+            v.push((line, String::from_utf8_lossy(p).into_owned()));
+            true
+        })
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn lines_and_pretty_documents() {
+        let input = b"{\"action\":\"B\"}\n\n{\n\t\"xid\": 1,\n\t\"change\": [\n\t]\n}\n{\"xid\":2,\"change\":[\n,{\"kind\":\"insert\"}\n]}\n";
+        let p = payloads(input);
+        assert_eq!(
+            p,
+            [
+                (1, "{\"action\":\"B\"}".to_string()),
+                (3, "{\n\t\"xid\": 1,\n\t\"change\": [\n\t]\n}".to_string()),
+                (8, "{\"xid\":2,\"change\":[".to_string()),
+                (9, ",{\"kind\":\"insert\"}".to_string()),
+                (10, "]}".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn w2j_records() {
+        let input = b"!options format-version=2\n#14 0/1\n{\"action\":\"B\"}\n#5 0/2\n{\n}\n\n";
+        let p = payloads(input);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].1, "{\"action\":\"B\"}");
+        assert_eq!(p[1].1, "{\n}\n\n".get(..5).unwrap());
+        assert!(read_payloads(&b"!options x\n#100 0/1\nshort\n"[..], |_, _| true).is_err());
+    }
+
+    #[test]
+    fn sink_writes_json_and_counts() {
+        let mut sink = Sink {
+            out: Vec::new(),
+            buf: Vec::new(),
+            mode: Output::Json,
+            decoder: AnyDecoder::new(),
+            last_events: 0,
+            broken: false,
+        };
+        sink.payload(br#"{"xid":1,"change":[{"kind":"insert","table":"t","columnnames":["a"],"columnvalues":[1]}]}"#)
+            .unwrap();
+        assert_eq!(sink.last_events, 3);
+        assert!(sink.payload(b"not json").is_err());
+        sink.flush().unwrap();
+        let out = String::from_utf8(sink.out.clone()).unwrap();
+        assert_eq!(
+            out,
+            "{\"action\":\"B\",\"xid\":1}\n{\"action\":\"I\",\"table\":\"t\",\"columns\":[{\"name\":\"a\",\"value\":1}]}\n{\"action\":\"C\",\"xid\":1}\n"
+        );
+    }
+
+    #[test]
+    fn args() {
+        let a = |v: &[&str]| parse_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(matches!(a(&[]), Ok(Some(Opts { file: None, output: Output::Json }))));
+        assert!(matches!(a(&["f", "--output", "none"]), Ok(Some(Opts { output: Output::None, .. }))));
+        assert!(matches!(a(&["--output=raw", "-"]), Ok(Some(Opts { output: Output::Raw, .. }))));
+        assert!(matches!(a(&["-h"]), Ok(None)));
+        assert!(a(&["--output", "xml"]).is_err());
+        assert!(a(&["a", "b"]).is_err());
+        assert!(a(&["--bogus"]).is_err());
+    }
+}
