@@ -241,11 +241,14 @@ proptest! {
         let x = XLogData { wal_start: Lsn(start), wal_end: Lsn(end), server_time: t, data: Bytes::from(data) };
         let k = Keepalive { wal_end: Lsn(end), server_time: t, reply_requested: reply };
         let mut wire = BytesMut::new();
+        // the session is past startup (CopyData is refused before the first ReadyForQuery)
+        wire.put_slice(&backend_frame(b'Z', b"I"));
         wire.put_slice(&backend_frame(b'd', &xlogdata_payload(&x)));
         wire.put_slice(&backend_frame(b'd', &keepalive_payload(&k)));
         let msgs = decode_all(&wire, &[wire.len()]).unwrap();
         let parsed: Vec<ReplicationMessage> = msgs
             .into_iter()
+            .skip(1)
             .map(|m| match m {
                 BackendMessage::CopyData(p) => ReplicationMessage::parse(p).unwrap(),
                 o => panic!("{o:?}"),
