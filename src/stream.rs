@@ -309,6 +309,17 @@ async fn reserve<'a>(
     Some(p)
 }
 
+/// What [`StreamTask::handle_now`] left to do.
+enum Pending {
+    Nothing,
+    /// The consumer is gone.
+    Stop,
+    /// No room in the buffer: wait for it.
+    Deliver(XLogData),
+    /// A keepalive asked for a status update.
+    Reply,
+}
+
 struct StreamTask<C> {
     conn: Conn,
     info: SessionInfo,
@@ -369,10 +380,22 @@ impl<C: TxnClassifier> StreamTask<C> {
     async fn run_inner(&mut self, stop_rx: &mut oneshot::Receiver<()>) -> Result<()> {
         self.send_status(true).await?;
         let mut server_done = false;
+        // One timer and one wake-up registration for the whole loop, moved rather than re-created per read:
+        // registering a new timer while the runtime's timer wheel is empty makes tokio unpark its driver (a
+        // write to its eventfd), which per read was a system call per handful of messages.
+        let shared = self.shared.clone();
+        let timer = tokio::time::sleep_until(self.deadline());
+        tokio::pin!(timer);
+        let woken = shared.wake.notified();
+        tokio::pin!(woken);
         loop {
             // Handle every whole message already buffered.
             while let Some(msg) = self.conn.decoder.decode(&mut self.conn.rbuf)? {
-                if self.handle(msg, stop_rx).await? {
+                let stop = match self.handle_now(msg)? {
+                    Pending::Nothing => false,
+                    pending => self.handle_pending(pending, stop_rx).await?,
+                };
+                if stop {
                     return self.finish().await;
                 }
                 if self.tx.is_none() && !self.state.end_reached() {
@@ -387,7 +410,9 @@ impl<C: TxnClassifier> StreamTask<C> {
                 self.conn.rbuf.reserve(64 * 1024);
             }
             let deadline = self.deadline();
-            let shared = self.shared.clone();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 // After the server's CopyDone nothing more comes: wait for stop() only.
                 r = self.conn.sock.read_buf(&mut self.conn.rbuf), if !server_done => {
@@ -396,15 +421,20 @@ impl<C: TxnClassifier> StreamTask<C> {
                         return Err(Error::closed("server closed the replication connection"));
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = shared.wake.notified() => self.send_status(true).await?,
+                _ = &mut timer => {}
+                _ = &mut woken => {
+                    woken.set(shared.wake.notified());
+                    self.send_status(true).await?;
+                }
                 _ = &mut *stop_rx => return self.finish().await,
             }
         }
     }
 
-    /// Handle one message; `Ok(true)` means stop was requested while waiting for buffer room.
-    async fn handle(&mut self, msg: BackendMessage, stop_rx: &mut oneshot::Receiver<()>) -> Result<bool> {
+    /// Handle one message without waiting when that is possible (the usual case: an XLogData with room in
+    /// the buffer, a keepalive without reply request): no future is built per message. Returns what still needs
+    /// an `.await`, for [`handle_pending`](Self::handle_pending).
+    fn handle_now(&mut self, msg: BackendMessage) -> Result<Pending> {
         match msg {
             BackendMessage::CopyData(p) => match ReplicationMessage::parse(p)? {
                 ReplicationMessage::XLogData(x) => {
@@ -414,52 +444,49 @@ impl<C: TxnClassifier> StreamTask<C> {
                     if self.state.on_xlogdata(&x, b) == Delivery::Stop {
                         // past the end position: not delivered, not acknowledged, sent again next time
                         self.end_delivery();
-                        return Ok(false);
+                        return Ok(Pending::Nothing);
                     }
-                    let Some(tx) = self.tx.clone() else { return Ok(false) };
-                    // Backpressure: wait for room without reading the socket, but keep the status timer running.
-                    loop {
-                        let deadline = self.deadline();
-                        let shared = self.shared.clone();
-                        tokio::select! {
-                            permit = reserve(&tx, &self.shared, x.data.len()) => {
-                                match permit {
-                                    Some(p) => { p.send(Ok(x)); break; }
-                                    None => return Ok(true), // the consumer is gone
-                                }
+                    let Some(tx) = self.tx.as_ref() else { return Ok(Pending::Nothing) };
+                    // Fast path: there is room, so no timer, no select, no Sender clone.
+                    let n = u32::try_from(x.data.len().clamp(1, self.shared.budget_max)).unwrap_or(u32::MAX);
+                    match self.shared.budget.try_acquire_many(n) {
+                        Ok(bytes) => match tx.try_reserve() {
+                            Ok(p) => {
+                                bytes.forget();
+                                p.send(Ok(x));
                             }
-                            _ = tokio::time::sleep_until(deadline) => self.send_status(false).await?,
-                            _ = shared.wake.notified() => self.send_status(true).await?,
-                            _ = &mut *stop_rx => return Ok(true),
-                        }
+                            Err(mpsc::error::TrySendError::Closed(())) => return Ok(Pending::Stop), // consumer gone
+                            Err(mpsc::error::TrySendError::Full(())) => return Ok(Pending::Deliver(x)), // `bytes` back
+                        },
+                        Err(_) => return Ok(Pending::Deliver(x)),
                     }
                     if self.state.end_reached() {
                         self.end_delivery();
                     }
-                    Ok(false)
+                    Ok(Pending::Nothing)
                 }
                 ReplicationMessage::Keepalive(k) => {
                     self.shared.received.fetch_max(k.wal_end.0, Ordering::AcqRel);
                     self.sync_acks();
                     self.state.on_keepalive(&k);
                     if k.reply_requested {
-                        self.send_status(false).await?;
+                        return Ok(Pending::Reply);
                     }
                     if self.state.end_reached() {
                         self.end_delivery();
                     }
-                    Ok(false)
+                    Ok(Pending::Nothing)
                 }
             },
             BackendMessage::CopyDone => {
                 // The server ended the stream (e.g. shutdown, or its end of timeline): deliver nothing more and
                 // wait for stop(), which sends the final status update and our CopyDone.
                 self.end_delivery();
-                Ok(false)
+                Ok(Pending::Nothing)
             }
             BackendMessage::NoticeResponse(n) => {
                 (self.conn.notice)(&n);
-                Ok(false)
+                Ok(Pending::Nothing)
             }
             BackendMessage::ErrorResponse(e) => Err(Error::db(e)),
             // A walsender told to stop (fast or smart server shutdown) waits until the client has confirmed
@@ -470,9 +497,49 @@ impl<C: TxnClassifier> StreamTask<C> {
             }
             BackendMessage::ParameterStatus { name, value } => {
                 self.info.parameters.push((name, value));
-                Ok(false)
+                Ok(Pending::Nothing)
             }
             other => Err(Error::protocol(format!("unexpected {} during replication", other.name()))),
+        }
+    }
+
+    /// The waiting part of [`handle_now`](Self::handle_now); `Ok(true)` means stop was requested (or the consumer
+    /// is gone) while waiting for buffer room.
+    async fn handle_pending(&mut self, pending: Pending, stop_rx: &mut oneshot::Receiver<()>) -> Result<bool> {
+        match pending {
+            Pending::Nothing => return Ok(false),
+            Pending::Stop => return Ok(true),
+            Pending::Deliver(x) => {
+                if self.deliver_when_room(x, stop_rx).await? {
+                    return Ok(true);
+                }
+            }
+            Pending::Reply => self.send_status(false).await?,
+        }
+        if self.state.end_reached() {
+            self.end_delivery();
+        }
+        Ok(false)
+    }
+
+    /// Backpressure: wait for room for `x` without reading the socket, but keep the status timer running.
+    /// `Ok(true)`: stop was requested or the consumer is gone.
+    async fn deliver_when_room(&mut self, x: XLogData, stop_rx: &mut oneshot::Receiver<()>) -> Result<bool> {
+        let Some(tx) = self.tx.clone() else { return Ok(false) };
+        loop {
+            let deadline = self.deadline();
+            let shared = self.shared.clone();
+            tokio::select! {
+                permit = reserve(&tx, &self.shared, x.data.len()) => {
+                    return match permit {
+                        Some(p) => { p.send(Ok(x)); Ok(false) }
+                        None => Ok(true), // the consumer is gone
+                    };
+                }
+                _ = tokio::time::sleep_until(deadline) => self.send_status(false).await?,
+                _ = shared.wake.notified() => self.send_status(true).await?,
+                _ = &mut *stop_rx => return Ok(true),
+            }
         }
     }
 
