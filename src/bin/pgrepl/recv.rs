@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgrepl::client::Client;
@@ -358,11 +359,93 @@ enum Outcome {
     Lost(Error),
 }
 
+/// Where the output goes and how. `recv` runs on a current-thread runtime, and a write blocked on a stalled
+/// reader must not stop the status updates (that would trip `wal_sender_timeout`): so only writes that cannot
+/// block for long (a regular file, /dev/null) are made from the runtime thread; a pipe gets its own
+/// non-blocking file description whose writes are awaited; anything else (a socket, a terminal) is written
+/// from a thread.
 struct Output {
     path: String,
-    file: Option<File>,
+    file: Option<Arc<File>>,
     writer: Writer,
     buf: Vec<u8>,
+    sink: Sink,
+}
+
+enum Sink {
+    /// `file` (or stdout when `None`), written in place.
+    Direct,
+    /// The same pipe, opened again with `O_NONBLOCK` (a new file description: the one we inherited, which
+    /// other processes may share, stays blocking).
+    Pipe(tokio::net::unix::pipe::Sender),
+    /// `file` (or stdout), written from a thread.
+    Thread(Background),
+}
+
+/// A thread that performs the writes that may block, one buffer at a time; the consumer awaits each.
+struct Background {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+struct Job {
+    buf: Vec<u8>,
+    file: Option<Arc<File>>,
+    done: tokio::sync::oneshot::Sender<(Vec<u8>, io::Result<()>)>,
+}
+
+impl Background {
+    fn start() -> Result<Background, Error> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("pgrepl-output".into())
+            .spawn(move || {
+                for job in rx {
+                    let r = write_all(job.file.as_deref(), &job.buf);
+                    let _ = job.done.send((job.buf, r));
+                }
+            })
+            .map_err(|e| Error::io("could not start the output thread", e))?;
+        Ok(Background { jobs })
+    }
+
+    async fn write(&self, buf: Vec<u8>, file: Option<Arc<File>>) -> (Vec<u8>, io::Result<()>) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if let Err(std::sync::mpsc::SendError(job)) = self.jobs.send(Job { buf, file, done }) {
+            return (job.buf, Err(io::Error::other("the output thread is gone")));
+        }
+        match wait.await {
+            Ok(r) => r,
+            Err(_) => (Vec::new(), Err(io::Error::other("the output thread is gone"))),
+        }
+    }
+}
+
+fn write_all(file: Option<&File>, buf: &[u8]) -> io::Result<()> {
+    match file {
+        Some(mut f) => f.write_all(buf),
+        None => {
+            let mut so = io::stdout().lock();
+            so.write_all(buf).and_then(|_| so.flush())
+        }
+    }
+}
+
+/// How to write to a file of this kind.
+fn sink_for(md: &std::fs::Metadata, path: &std::path::Path) -> Result<Sink, Error> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let t = md.file_type();
+    let dev_null = || {
+        std::fs::metadata("/dev/null").is_ok_and(|null| null.file_type().is_char_device() && null.rdev() == md.rdev())
+    };
+    if t.is_file() || (t.is_char_device() && dev_null()) {
+        return Ok(Sink::Direct);
+    }
+    if t.is_fifo() {
+        if let Ok(p) = tokio::net::unix::pipe::OpenOptions::new().open_sender(path) {
+            return Ok(Sink::Pipe(p));
+        }
+    }
+    Ok(Sink::Thread(Background::start()?))
 }
 
 impl Output {
@@ -372,32 +455,48 @@ impl Output {
             file: None,
             writer: Writer::new(format),
             buf: Vec::with_capacity(1 << 20),
+            sink: Sink::Direct,
         };
         o.reopen()?;
         Ok(o)
     }
 
     fn reopen(&mut self) -> Result<(), Error> {
-        if self.path != "-" {
+        let (md, path) = if self.path != "-" {
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
                 .map_err(|e| Error::io(format!("could not open log file \"{}\"", self.path), e))?;
-            self.file = Some(f);
-        }
+            let md = f.metadata();
+            self.file = Some(Arc::new(f));
+            (md, std::path::PathBuf::from(&self.path))
+        } else {
+            use std::os::fd::AsFd;
+            let md = io::stdout().as_fd().try_clone_to_owned().map(File::from).and_then(|f| f.metadata());
+            (md, std::path::PathBuf::from("/proc/self/fd/1"))
+        };
+        self.sink = match md {
+            Ok(md) => sink_for(&md, &path)?,
+            Err(_) => Sink::Thread(Background::start()?),
+        };
         Ok(())
     }
 
-    fn write_out(&mut self) -> Result<(), Error> {
+    async fn write_out(&mut self) -> Result<(), Error> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let r = match &mut self.file {
-            Some(f) => f.write_all(&self.buf),
-            None => {
-                let mut so = io::stdout().lock();
-                so.write_all(&self.buf).and_then(|_| so.flush())
+        let r = match &mut self.sink {
+            Sink::Direct => write_all(self.file.as_deref(), &self.buf),
+            Sink::Pipe(p) => {
+                use tokio::io::AsyncWriteExt;
+                p.write_all(&self.buf).await
+            }
+            Sink::Thread(bg) => {
+                let (buf, r) = bg.write(std::mem::take(&mut self.buf), self.file.clone()).await;
+                self.buf = buf;
+                r
             }
         };
         r.map_err(|e| Error::io(format!("could not write to file \"{}\"", self.path), e))?;
@@ -453,7 +552,7 @@ async fn consume(
             }
             s = signals.recv() => match s {
                 crate::signals::Signal::Stop => {
-                    out.write_out()?;
+                    out.write_out().await?;
                     out.fsync()?;
                     if !pending.is_invalid() {
                         stream.ack(pending);
@@ -463,7 +562,7 @@ async fn consume(
                     return Ok(Outcome::Done);
                 }
                 crate::signals::Signal::Reopen => {
-                    out.write_out()?;
+                    out.write_out().await?;
                     out.fsync()?;
                     out.reopen()?;
                     continue;
@@ -475,7 +574,7 @@ async fn consume(
             Ok(None) => {
                 // end position reached (or the server ended the stream): make the output durable, then the final
                 // status update confirms it
-                out.write_out()?;
+                out.write_out().await?;
                 out.fsync()?;
                 if !pending.is_invalid() {
                     stream.ack(pending);
@@ -487,7 +586,7 @@ async fn consume(
                 return Ok(Outcome::Done);
             }
             Err(e) => {
-                out.write_out()?;
+                out.write_out().await?;
                 out.fsync()?;
                 // everything written is now durable: resume after it
                 *resume = (*resume).max(pending);
@@ -515,7 +614,7 @@ async fn consume(
                 break;
             }
         }
-        out.write_out()?;
+        out.write_out().await?;
         if !last.is_invalid() {
             pending = pending.max(last);
         }
