@@ -352,6 +352,7 @@ impl<'a> Events<'_, 'a> {
         self.scratch.recycle(ev);
     }
 
+    #[inline(always)]
     fn step(&mut self) -> Result<Option<Event<'a>>> {
         loop {
             // the common case, inside a document's change array, without moving the state around
