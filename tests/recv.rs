@@ -112,20 +112,18 @@ fn compare_format(c: &TempCluster, name: &str, opts: &[&str]) {
             first.map(|i| String::from_utf8_lossy(lb[i]))
         );
     }
-    // both acknowledged everything up to the end: the slots agree
-    let q = |s: &str| {
-        c.psql("postgres", &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{s}'"))
-            .unwrap()
-    };
-    assert_eq!(q(&slot_a), q(&slot_b), "{name}: confirmed_flush_lsn differs");
-    // a second run up to the same end position replays nothing
-    let mut again = conn_args(c);
-    again.extend(["-S".into(), slot_b.clone(), "--start".into(), "-n".into(), "-E".into(), end.clone(), "-f".into()]);
-    again.push("-".into());
-    again.extend(o.iter().cloned());
-    let out = run(Command::new(PGREPL).arg("recv").args(&again));
-    ok(&out);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{name}: replayed after a clean end");
+    // pgrepl acknowledged everything it wrote up to the end position: a second run replays nothing.
+    // (pg_recvlogical's slot is not checked: it sometimes exits at the end position without confirming the last
+    // transaction it wrote, which a second run then replays.)
+    for slot in [&slot_b] {
+        let mut again = conn_args(c);
+        again.extend(["-S".into(), slot.clone(), "--start".into(), "-n".into(), "-E".into(), end.clone()]);
+        again.extend(["-f".into(), "-".into()]);
+        again.extend(o.iter().cloned());
+        let out = run(Command::new(PGREPL).arg("recv").args(&again));
+        ok(&out);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{name}: {slot} replayed after a clean end");
+    }
 }
 
 #[test]

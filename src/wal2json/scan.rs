@@ -24,6 +24,20 @@ pub(crate) struct Cursor<'a> {
     pub(crate) b: &'a [u8],
     s: Option<&'a str>,
     pub(crate) pos: usize,
+    /// What is left of the payload's budget for re-reading bytes when recovering wal2json's invalid-JSON quirks
+    /// (see [`WORK_BASE`]): normal parsing reads each byte once; only the quirk paths charge this.
+    work: usize,
+}
+
+/// Quirk recovery (re-reading a type name or default that is not valid JSON, splitting an unescaped
+/// `columndefaults` array) may re-read bytes; a payload may re-read at most `WORK_BASE + WORK_PER_BYTE × its
+/// length` bytes in all, so that decoding time stays linear in the payload whatever it contains.
+pub(crate) const WORK_BASE: usize = 1 << 20;
+/// See [`WORK_BASE`].
+pub(crate) const WORK_PER_BYTE: usize = 8;
+
+fn work_for(len: usize) -> usize {
+    WORK_BASE.saturating_add(len.saturating_mul(WORK_PER_BYTE))
 }
 
 #[inline(always)]
@@ -33,13 +47,28 @@ fn is_ws(c: u8) -> bool {
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(b: &'a [u8]) -> Self {
-        Cursor { b, s: std::str::from_utf8(b).ok(), pos: 0 }
+        Cursor { b, s: std::str::from_utf8(b).ok(), pos: 0, work: work_for(b.len()) }
     }
 
     /// A cursor that does not validate the whole payload up front (each string taken as `&str` is validated
     /// on its own): for the classifiers, which look at a few keys only.
     pub(crate) fn raw(b: &'a [u8]) -> Self {
-        Cursor { b, s: None, pos: 0 }
+        Cursor { b, s: None, pos: 0, work: work_for(b.len()) }
+    }
+
+    /// Charge `n` re-read bytes to the quirk budget.
+    #[inline]
+    fn charge(&mut self, n: usize) -> Result<()> {
+        match self.work.checked_sub(n) {
+            Some(w) => {
+                self.work = w;
+                Ok(())
+            }
+            None => {
+                self.work = 0;
+                Err(self.err("too much invalid JSON to recover (quirk budget exhausted)"))
+            }
+        }
     }
 
     #[cold]
@@ -450,9 +479,6 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Work budget (bytes scanned) for the backtracking split of an unescaped format 1 `columndefaults` array.
-const DEFAULTS_WORK: usize = 4_000_000;
-
 /// Position of the first `"` at or after `i` (backslashes are not escapes here).
 #[inline]
 fn find_quote(b: &[u8], mut i: usize) -> Option<usize> {
@@ -499,6 +525,8 @@ impl<'a> Cursor<'a> {
         if self.peek() != Some(b'"') {
             return Err(self.err("expected a type name"));
         }
+        // the JSON reading above was wasted: charge it, and the raw reading below
+        self.charge(c.pos.saturating_sub(start))?;
         let mut i = start;
         let mut quoted = false;
         let mut parens = 0usize;
@@ -523,6 +551,7 @@ impl<'a> Cursor<'a> {
             }
             i += 1;
         }
+        self.charge(i - start)?;
         let mut end = i;
         while end > start && self.b.get(end - 1).is_some_and(|c| is_ws(*c)) {
             end -= 1;
@@ -552,10 +581,12 @@ impl<'a> Cursor<'a> {
         if self.peek() != Some(b'"') {
             return Err(self.err("expected a default expression"));
         }
+        self.charge(c.pos.saturating_sub(open))?;
         for strict in [true, false] {
             let mut i = open + 1;
             let mut lex = Quotes::new(open + 1);
             while let Some(q) = find_quote(self.b, i) {
+                self.charge(q + 1 - i)?;
                 if v2_default_end_ok(self.b, q + 1) && {
                     lex.advance(self.b, q);
                     !strict || lex.balanced()
@@ -565,6 +596,7 @@ impl<'a> Cursor<'a> {
                 }
                 i = q + 1;
             }
+            self.charge(self.b.len().saturating_sub(i))?;
         }
         match json {
             Ok(s) => {
@@ -623,11 +655,14 @@ impl<'a> Cursor<'a> {
         if n == 0 {
             return Err(self.err_at(open, "columndefaults does not match columnnames"));
         }
-        let (stack, end) = match split_defaults(self.b, open, n, true) {
-            Some(r) => r,
-            None => split_defaults(self.b, open, n, false)
-                .ok_or_else(|| self.err_at(open, "cannot split columndefaults"))?,
+        self.charge(c.pos.saturating_sub(open))?;
+        let mut work = self.work;
+        let split = match split_defaults(self.b, open, n, true, &mut work) {
+            Some(r) => Some(r),
+            None => split_defaults(self.b, open, n, false, &mut work),
         };
+        self.work = work;
+        let (stack, end) = split.ok_or_else(|| self.err_at(open, "cannot split columndefaults"))?;
         self.pos = end;
         for (i, (s, e)) in stack.into_iter().enumerate() {
             if self.b.get(s) == Some(&b'"') {
@@ -643,14 +678,19 @@ impl<'a> Cursor<'a> {
 /// Split the unescaped `columndefaults` text starting after `[` at `open` into exactly `n` entries. Returns the
 /// (start, end) of each entry (start at `"` or `n` of null; end at the closing quote or after `null`) and the
 /// position after `]`.
-fn split_defaults(b: &[u8], open: usize, n: usize, strict: bool) -> Option<(Vec<(usize, usize)>, usize)> {
+fn split_defaults(
+    b: &[u8],
+    open: usize,
+    n: usize,
+    strict: bool,
+    work: &mut usize,
+) -> Option<(Vec<(usize, usize)>, usize)> {
     let mut stack: Vec<(usize, usize)> = Vec::new();
     let mut resume: Option<usize> = None;
     let mut pos = open;
-    // bytes scanned or lexed, over all the backtracking: bounds the time an adversarial payload can take
-    let mut work = DEFAULTS_WORK;
+    // bytes scanned or lexed, over all the backtracking, come out of the payload's quirk budget
     loop {
-        work = work.checked_sub(1)?;
+        *work = work.checked_sub(1)?;
         let i = stack.len();
         let last = i + 1 == n;
         let es = skip_ws_at(b, pos);
@@ -664,14 +704,18 @@ fn split_defaults(b: &[u8], open: usize, n: usize, strict: bool) -> Option<(Vec<
             let mut k = resume.map_or(es + 1, |r| r.saturating_add(1));
             let mut lex = Quotes::new(es + 1);
             let mut hit = None;
-            while let Some(q) = find_quote(b, k) {
-                work = work.checked_sub(q + 1 - k)?;
+            loop {
+                let Some(q) = find_quote(b, k) else {
+                    *work = work.checked_sub(b.len().saturating_sub(k))?;
+                    break;
+                };
+                *work = work.checked_sub(q + 1 - k)?;
                 if entry_end_ok(b, q + 1, last) {
                     if !strict {
                         hit = Some(q);
                         break;
                     }
-                    work = work.checked_sub(q.saturating_sub(lex.pos))?;
+                    *work = work.checked_sub(q.saturating_sub(lex.pos))?;
                     lex.advance(b, q);
                     if lex.balanced() {
                         hit = Some(q);

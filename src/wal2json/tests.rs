@@ -740,3 +740,50 @@ fn v1_repeated_column_arrays() {
     let r: Result<Vec<_>, _> = d.feed(p.as_bytes()).unwrap().collect();
     assert!(r.is_err());
 }
+
+/// Quirk recovery re-reads bytes from a per-payload budget: many hard quirks in one payload stay linear.
+#[test]
+fn quirk_budget_is_per_payload() {
+    let slow = |p: &[u8]| {
+        let t = std::time::Instant::now();
+        let mut d = AnyDecoder::new();
+        if let Ok(it) = d.feed(p) {
+            for ev in it {
+                let _ = ev;
+            }
+        }
+        let _ = Decoder::new().decode(p);
+        t.elapsed()
+    };
+    // format 1: many changes, each with a columndefaults array that cannot be split
+    let mut p = br#"{"xid":1,"change":["#.to_vec();
+    for i in 0..300 {
+        if i > 0 {
+            p.push(b',');
+        }
+        p.extend_from_slice(
+            br#"{"kind":"insert","table":"t","columnnames":["a","b","c","d","e","f"],"columndefaults":["'"#,
+        );
+        for _ in 0..30 {
+            p.extend_from_slice(br#"x","y"#);
+        }
+        p.extend_from_slice(br#""],"columnvalues":[1,2,3,4,5,6]}"#);
+    }
+    p.extend_from_slice(b"]}");
+    let t1 = slow(&p);
+    // format 2: many repeated raw "default" keys, each searching the rest of the payload
+    let mut p = br#"{"action":"I","table":"t","columns":[{"name":"a","value":1"#.to_vec();
+    for _ in 0..20_000 {
+        p.extend_from_slice(br#","default":"x"y"#);
+    }
+    let t2 = slow(&p);
+    // type names with a long JSON reading wasted for each of many keys
+    let mut p = br#"{"action":"I","table":"t","columns":[{"name":"a""#.to_vec();
+    for _ in 0..20_000 {
+        p.extend_from_slice(br#","type":"a,"#);
+    }
+    p.extend_from_slice(&[b'x'; 100_000]);
+    let t3 = slow(&p);
+    let limit = std::time::Duration::from_secs(5);
+    assert!(t1 < limit && t2 < limit && t3 < limit, "{t1:?} {t2:?} {t3:?}");
+}

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pgrepl::changes::Reconnect;
 use pgrepl::client::Client;
 use pgrepl::config::Config;
 use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
@@ -289,18 +290,24 @@ async fn run_args(a: RecvArgs, mut signals: crate::signals::Signals) -> Result<(
     let mut resume = a.startpos;
     let mut attempt: u32 = 0;
     let mut client = Some(client);
+    let policy = Reconnect { initial: Duration::from_millis(500), ..Reconnect::default() };
+    // After a failure: give up (-n, or not retryable) or return how long to wait before the next attempt.
+    let retry = |what: &str, e: Error, attempt: &mut u32| -> Result<Duration, Error> {
+        if a.no_loop || !e.is_retryable() {
+            return Err(e);
+        }
+        *attempt += 1;
+        let wait = policy.backoff(*attempt);
+        eprintln!("pgrepl recv: {what}: {e}; retrying in {:.1} s (attempt {attempt})", wait.as_secs_f64());
+        Ok(wait)
+    };
     loop {
         let c = match client.take() {
             Some(c) => c,
             None => match connect(&a, &mut cfg).await {
                 Ok(c) => c,
                 Err(e) => {
-                    if a.no_loop || !e.is_retryable() {
-                        return Err(e);
-                    }
-                    attempt += 1;
-                    let wait = backoff(attempt);
-                    eprintln!("pgrepl recv: could not connect: {e}; retrying in {:.1} s", wait.as_secs_f64());
+                    let wait = retry("could not connect", e, &mut attempt)?;
                     if signals.sleep_or_stop(wait).await {
                         return Ok(());
                     }
@@ -312,30 +319,14 @@ async fn run_args(a: RecvArgs, mut signals: crate::signals::Signals) -> Result<(
             eprintln!("pgrepl recv: starting log streaming at {resume} (slot {})", a.slot);
         }
         let sc = StreamConfig { status_interval: a.status_interval, end: a.endpos, ..Default::default() };
-        let stream = match c.start_replication(&a.slot, resume, &a.options, sc).await {
-            Ok(s) => s,
-            Err(e) => {
-                if a.no_loop || !e.is_retryable() {
-                    return Err(e);
-                }
-                attempt += 1;
-                let wait = backoff(attempt);
-                eprintln!("pgrepl recv: could not start streaming: {e}; retrying in {:.1} s", wait.as_secs_f64());
-                if signals.sleep_or_stop(wait).await {
-                    return Ok(());
-                }
-                continue;
-            }
+        let outcome = match c.start_replication(&a.slot, resume, &a.options, sc).await {
+            Ok(stream) => consume(&a, stream, &mut out, &mut signals, &mut resume, &mut attempt).await?,
+            Err(e) => Outcome::Lost("could not start streaming", e),
         };
-        match consume(&a, stream, &mut out, &mut signals, &mut resume, &mut attempt).await? {
+        match outcome {
             Outcome::Done => return Ok(()),
-            Outcome::Lost(e) => {
-                if a.no_loop {
-                    return Err(e);
-                }
-                attempt += 1;
-                let wait = backoff(attempt);
-                eprintln!("pgrepl recv: disconnected: {e}; waiting {:.1} s to try again", wait.as_secs_f64());
+            Outcome::Lost(what, e) => {
+                let wait = retry(what, e, &mut attempt)?;
                 if signals.sleep_or_stop(wait).await {
                     return Ok(());
                 }
@@ -344,19 +335,10 @@ async fn run_args(a: RecvArgs, mut signals: crate::signals::Signals) -> Result<(
     }
 }
 
-/// Exponential backoff with jitter: 0.5 s doubling to at most 30 s, ±25 %.
-pub fn backoff(attempt: u32) -> Duration {
-    let base = 0.5f64 * 2f64.powi(attempt.saturating_sub(1).min(6) as i32);
-    let base = base.min(30.0);
-    let mut r = [0u8; 2];
-    let _ = getrandom::getrandom(&mut r);
-    let jitter = (u16::from_le_bytes(r) as f64 / u16::MAX as f64 - 0.5) * 0.5;
-    Duration::from_secs_f64(base * (1.0 + jitter))
-}
-
 enum Outcome {
     Done,
-    Lost(Error),
+    /// The connection was lost (what was happening, why).
+    Lost(&'static str, Error),
 }
 
 /// Where the output goes and how. `recv` runs on a current-thread runtime, and a write blocked on a stalled
@@ -591,7 +573,7 @@ async fn consume(
                 // everything written is now durable: resume after it
                 *resume = (*resume).max(pending);
                 if e.is_retryable() {
-                    return Ok(Outcome::Lost(e));
+                    return Ok(Outcome::Lost("disconnected", e));
                 }
                 return Err(e);
             }
