@@ -78,6 +78,8 @@ pub struct FeedbackState {
     last_keepalive_end: Lsn,
     /// A message was received and not delivered (past the end position): never idle-advance past it.
     discarded: bool,
+    /// dataStart of the first message not delivered (0 if it had none): the idle advance stops there.
+    first_discarded: Lsn,
     last_status: Option<Instant>,
     reply_pending: bool,
     end_reached: bool,
@@ -97,6 +99,7 @@ impl FeedbackState {
             keepalive_seen: false,
             last_keepalive_end: Lsn::INVALID,
             discarded: false,
+            first_discarded: Lsn::INVALID,
             last_status: None,
             reply_pending: false,
             end_reached: false,
@@ -106,14 +109,14 @@ impl FeedbackState {
     /// An XLogData message arrived; `boundary` says where it sits in a transaction.
     pub fn on_xlogdata(&mut self, x: &XLogData, boundary: Boundary) -> Delivery {
         if self.end_reached {
-            self.discarded = true;
+            self.discard(x.wal_start);
             return Delivery::Stop;
         }
         if let Some(end) = self.cfg.end {
             // Outside a transaction, this message starts a new unit: past the end position, it is not delivered.
             if !self.in_txn && !x.wal_start.is_invalid() && x.wal_start > end {
                 self.end_reached = true;
-                self.discarded = true;
+                self.discard(x.wal_start);
                 return Delivery::Stop;
             }
         }
@@ -170,18 +173,30 @@ impl FeedbackState {
         self.idle_advance();
     }
 
+    fn discard(&mut self, at: Lsn) {
+        if !self.discarded {
+            self.discarded = true;
+            self.first_discarded = at;
+        }
+    }
+
     /// Report the latest keepalive's walEnd as flushed when that is safe: a keepalive has arrived, everything
-    /// received on this connection is acknowledged, no transaction is open and nothing was discarded. A keepalive
-    /// comes after every message sent before it, so no change below its walEnd can still be on its way.
+    /// received on this connection is acknowledged and no transaction is open. A keepalive comes after every
+    /// message sent before it, so no change below its walEnd can still be on its way. After a message was
+    /// discarded (past the end position), the advance stops at that message's dataStart: every transaction
+    /// committed before it was sent, and delivered, before it (wal2json's format-1 documents and format-2 `B`
+    /// carry the transaction's first LSN, below its commit, so the discarded transaction is sent again).
     fn idle_advance(&mut self) {
-        if self.cfg.idle_advance
-            && self.keepalive_seen
-            && !self.unacked
-            && !self.in_txn
-            && !self.discarded
-            && self.last_keepalive_end > self.flush
-        {
-            self.flush = self.last_keepalive_end;
+        if !self.cfg.idle_advance || !self.keepalive_seen || self.unacked || self.in_txn {
+            return;
+        }
+        let mut to = self.last_keepalive_end;
+        if self.discarded {
+            // a discarded message without a position (a non-final write) gives no safe bound
+            to = to.min(self.first_discarded);
+        }
+        if to > self.flush {
+            self.flush = to;
         }
     }
 
@@ -340,10 +355,33 @@ mod tests {
         assert_eq!(s.on_xlogdata(&x(200), Boundary::End), Delivery::Deliver);
         assert!(s.end_reached());
         assert_eq!(s.on_xlogdata(&x(210), Boundary::Begin), Delivery::Stop);
-        // a message was discarded: no idle advance past it, whatever is acknowledged
+        // a message was discarded: no idle advance past its position, whatever is acknowledged
         s.ack(Lsn(200));
         s.on_keepalive(&k(2000, false));
-        assert_eq!(s.flush(), Lsn(200));
+        assert_eq!(s.flush(), Lsn(210));
+        // one without a position: none at all
+        let mut s = FeedbackState::new(cfg, Lsn(0));
+        assert_eq!(s.on_xlogdata(&x(100), Boundary::Whole), Delivery::Deliver);
+        s.on_keepalive(&k(150, false));
+        assert!(s.end_reached());
+        assert_eq!(s.on_xlogdata(&x(0), Boundary::Inside), Delivery::Stop);
+        s.ack(Lsn(100));
+        s.on_keepalive(&k(400, false));
+        assert_eq!(s.flush(), Lsn(100));
+    }
+
+    #[test]
+    fn end_by_keepalive_then_a_discarded_message_confirms_the_last_delivered_transaction() {
+        // format 1: a document's dataStart is its transaction's first LSN (120), its commit ends at 140 = end
+        let cfg = FeedbackConfig { end: Some(Lsn(140)), ..Default::default() };
+        let mut s = FeedbackState::new(cfg, Lsn(0));
+        assert_eq!(s.on_xlogdata(&x(120), Boundary::Whole), Delivery::Deliver);
+        s.on_keepalive(&k(160, false));
+        assert!(s.end_reached());
+        // a later non-transactional message is not delivered
+        assert_eq!(s.on_xlogdata(&x(150), Boundary::Whole), Delivery::Stop);
+        s.ack(Lsn(120));
+        assert_eq!(s.flush(), Lsn(150), "past the delivered transaction's commit, not past the discarded message");
     }
 
     #[test]
