@@ -34,9 +34,14 @@ case "$mode" in
         ;;
 esac
 
-if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-    echo "scripts/fuzz.sh: libFuzzer needs a nightly toolchain (rustup toolchain install nightly)" >&2
-    exit 1
+# libFuzzer's instrumentation needs nightly flags: the nightly toolchain when installed, else the default one
+# with RUSTC_BOOTSTRAP=1 (a toolchain cannot be downloaded on every machine; this works on stable too)
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    tc=(+nightly)
+else
+    tc=()
+    export RUSTC_BOOTSTRAP=1
+    echo "scripts/fuzz.sh: no nightly toolchain; using $(rustc -V) with RUSTC_BOOTSTRAP=1"
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "scripts/fuzz.sh: installing cargo-fuzz"
@@ -53,13 +58,14 @@ if [ "$mode" = list ]; then
 fi
 
 echo "scripts/fuzz.sh: building every target (release, debug assertions, AddressSanitizer)"
-if ! cargo +nightly fuzz build -O >target/build.log 2>&1; then
+mkdir -p target
+if ! cargo "${tc[@]}" fuzz build -O >target/build.log 2>&1; then
     tail -40 target/build.log >&2
     echo "scripts/fuzz.sh: the fuzz targets did not build" >&2
     exit 1
 fi
 rm -f target/build.log
-bin_dir=target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
+bin_dir=target/$(rustc "${tc[@]}" -vV | sed -n 's/^host: //p')/release
 [ "$mode" = build ] && exit 0
 
 logs=target/fuzz-logs
