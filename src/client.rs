@@ -52,6 +52,31 @@ pub enum Socket {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+impl Socket {
+    /// `SO_RCVLOWAT` on a plain TCP socket: readiness is signalled only once `bytes` are queued (a read still
+    /// returns whatever is there). `false` when not applicable (Unix socket, TLS) or refused.
+    pub(crate) fn set_recv_lowat(&self, bytes: i32) -> bool {
+        match self {
+            Socket::Tcp(s) => {
+                use std::os::fd::AsRawFd;
+                let v: libc::c_int = bytes;
+                // SAFETY: `s` owns a valid socket descriptor for the whole call, and the option value is a live
+                // c_int passed with its exact size.
+                unsafe {
+                    libc::setsockopt(
+                        s.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVLOWAT,
+                        (&v as *const libc::c_int).cast::<libc::c_void>(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    ) == 0
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
 impl AsyncRead for Socket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
