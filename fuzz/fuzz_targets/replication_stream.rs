@@ -9,8 +9,8 @@
 //!
 //! Invariants beyond "no panic" (shared/security.md 16-20):
 //! - the flush position reported never exceeds max(start, acknowledgements, the highest keepalive walEnd at a
-//!   moment when idle advance was on, everything delivered was acknowledged, no transaction was open and
-//!   nothing had been discarded at the end position);
+//!   moment when idle advance was on, everything delivered was acknowledged and no transaction was open —
+//!   capped, once a message was discarded at the end position, at that message's dataStart);
 //!   with idle advance off it is exactly max(start, acknowledgements);
 //! - reported flush positions never move backwards, and flush ≥ what the application acknowledged;
 //! - a keepalive asking for a reply gets a status update at the next poll, at the same instant;
@@ -51,6 +51,8 @@ struct Model {
     last_delivered: Option<(Lsn, Lsn)>,
     /// Highest keepalive walEnd so far.
     max_keepalive_end: Option<Lsn>,
+    /// dataStart of the first message not delivered (past the end position).
+    first_discarded: Option<Lsn>,
 }
 
 impl Model {
@@ -66,17 +68,19 @@ impl Model {
         self.last_flush = flush;
     }
 
-    /// Idle advance is safe: on, a keepalive seen, everything delivered acknowledged, no transaction open, and
-    /// nothing discarded (a keepalive's walEnd covers every message sent before it, so nothing below it is
-    /// still on its way).
+    /// Idle advance is safe: on, a keepalive seen, everything delivered acknowledged and no transaction open (a
+    /// keepalive's walEnd covers every message sent before it, so nothing below it is still on its way)...
     fn idle_ok(&self) -> bool {
-        self.cfg.idle_advance && !self.in_txn && !self.stopped && self.max_ack >= self.max_delivered_start
+        self.cfg.idle_advance && !self.in_txn && self.max_ack >= self.max_delivered_start
     }
 
+    /// ...and, once a message was discarded at the end position, never past that message's dataStart (its
+    /// transaction commits above it, so the server sends it again; no position at all gives no bound).
     fn maybe_idle_advance(&mut self) {
         if let Some(k) = self.max_keepalive_end {
             if self.idle_ok() {
-                self.bound = self.bound.max(k);
+                let to = self.first_discarded.map_or(k, |d| k.min(d));
+                self.bound = self.bound.max(to);
             }
         }
     }
@@ -139,6 +143,7 @@ fuzz_target!(|data: &[u8]| {
         reply_asked: false,
         last_delivered: None,
         max_keepalive_end: None,
+        first_discarded: None,
     };
     let mut classifier = Wal2jsonClassifier::default();
     let base = Instant::now();
@@ -189,7 +194,10 @@ fuzz_target!(|data: &[u8]| {
                         }
                     }
                     match d {
-                        Delivery::Stop => model.stopped = true,
+                        Delivery::Stop => {
+                            model.stopped = true;
+                            model.first_discarded.get_or_insert(x.wal_start);
+                        }
                         Delivery::Deliver => {
                             match boundary {
                                 Boundary::Begin => model.in_txn = true,
