@@ -1010,6 +1010,9 @@ fn percent_decode(s: &[u8], what: &str, secret: bool) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while let Some(&c) = s.get(i) {
+        if c == 0 {
+            return Err(Error::config("URI", format!("the {what} contains a NUL byte")));
+        }
         if c != b'%' {
             out.push(c);
             i += 1;
@@ -2367,6 +2370,10 @@ mod tests {
                 e.contains("\"URI\"") && e.contains("invalid percent-encoded token") && e.contains(tok),
                 "{bad}: {e}"
             );
+        }
+        for raw in ["postgresql://h/a\0b", "postgresql://u\0@h/d", "postgresql://u:p\0w@h/d", "postgresql://h\0x/d"] {
+            let e = err(raw);
+            assert!(e.contains("\"URI\"") && e.contains("NUL"), "{raw:?}: {e}");
         }
         let e = err("postgres:///db%00x");
         assert!(e.contains("\"URI\"") && e.contains("%00"), "{e}");
