@@ -86,14 +86,17 @@ if big:
 lat = [r for r in rows if r[0] == "lat"]
 if lat:
     out.append("### Latency: commit (wal2json's commit timestamp) to event, loopback\n")
+    out.append("After one second of warm-up (not reported); pg_recvlogical and pgrepl recv write to a pipe read by "
+               "benches/e2e/stamp.py, which time-stamps the read that brings each transaction's first byte.\n")
     out.append("| rate (target) | achieved tx/s | client | measured at | p50 ms | p99 ms | max ms | samples |")
     out.append("|---|---:|---|---|---:|---:|---:|---:|")
     where = {"pgrepl-lib": "Begin event decoded (library)", "pgrepl-lib-nc": "same, coalesce_reads off",
              "psycopg2": "after json.loads",
              "pg_recvlogical": "first byte of output", "pgrepl-raw": "first byte of output (pgrepl recv)"}
-    for _, rate, name, path, achieved in lat:
+    for _, rate, name, path, achieved, *warm in lat:
+        skip = int(warm[0]) if warm else 0  # warm-up samples (the first second), not reported
         try:
-            v = sorted(int(x) for x in open(path) if x.strip())
+            v = sorted([int(x) for x in open(path) if x.strip()][skip:])
         except OSError:
             v = []
         if not v:
