@@ -21,8 +21,11 @@
 //! # Ok(()) }
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::AsyncReadExt;
@@ -358,6 +361,23 @@ impl Coalescer {
     }
 }
 
+/// What ended a wait in the read loop.
+enum Wake {
+    Read(std::io::Result<usize>),
+    Linger,
+    Timer,
+    Woken,
+    Stop,
+}
+
+/// What ended a wait for room in the buffer.
+enum Room<'a> {
+    Permit(Option<mpsc::Permit<'a, Result<XLogData>>>),
+    Timer,
+    Woken,
+    Stop,
+}
+
 /// What [`StreamTask::handle_now`] left to do.
 enum Pending {
     Nothing,
@@ -467,9 +487,38 @@ impl<C: TxnClassifier> StreamTask<C> {
             if timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
             }
-            tokio::select! {
-                // After the server's CopyDone nothing more comes: wait for stop() only.
-                r = self.conn.sock.read_buf(&mut self.conn.rbuf), if !server_done => {
+            // What woke us, polled in this order (stop first, the socket last, so that a busy socket never
+            // starves the rest). A hand-written select: tokio's `select!` needs its "macros" feature, and with it
+            // five proc-macro crates in the library's dependency tree.
+            let wake = {
+                let read = self.conn.sock.read_buf(&mut self.conn.rbuf);
+                tokio::pin!(read);
+                let coalescing = coalesce.on;
+                std::future::poll_fn(|cx| {
+                    if Pin::new(&mut *stop_rx).poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Stop);
+                    }
+                    if woken.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Woken);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
+                    if coalescing && linger.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Linger);
+                    }
+                    // After the server's CopyDone nothing more comes: wait for stop() only.
+                    if !server_done {
+                        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                            return Poll::Ready(Wake::Read(r));
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            match wake {
+                Wake::Read(r) => {
                     let n = r.map_err(|e| Error::io("reading replication stream", e))?;
                     if n == 0 {
                         return Err(Error::closed("server closed the replication connection"));
@@ -482,18 +531,18 @@ impl<C: TxnClassifier> StreamTask<C> {
                         linger.as_mut().reset(now + COALESCE_LINGER);
                     }
                 }
-                _ = &mut linger, if coalesce.on => {
+                Wake::Linger => {
                     // Less than COALESCE_LOWAT came within the linger time: back to waking up for every byte (the
                     // kernel signals readiness at once when bytes are already waiting).
                     coalesce.on = false;
                     self.conn.sock.set_recv_lowat(1);
                 }
-                _ = &mut timer => {}
-                _ = &mut woken => {
+                Wake::Timer => {}
+                Wake::Woken => {
                     woken.set(shared.wake.notified());
                     self.send_status(true).await?;
                 }
-                _ = &mut *stop_rx => return self.finish().await,
+                Wake::Stop => return self.finish().await,
             }
         }
     }
@@ -596,16 +645,39 @@ impl<C: TxnClassifier> StreamTask<C> {
         loop {
             let deadline = self.deadline();
             let shared = self.shared.clone();
-            tokio::select! {
-                permit = reserve(&tx, &self.shared, x.data.len()) => {
-                    return match permit {
-                        Some(p) => { p.send(Ok(x)); Ok(false) }
-                        None => Ok(true), // the consumer is gone
-                    };
+            let wake = {
+                let room = reserve(&tx, &shared, x.data.len());
+                tokio::pin!(room);
+                let timer = tokio::time::sleep_until(deadline);
+                tokio::pin!(timer);
+                let woken = shared.wake.notified();
+                tokio::pin!(woken);
+                std::future::poll_fn(|cx| {
+                    if Pin::new(&mut *stop_rx).poll(cx).is_ready() {
+                        return Poll::Ready(Room::Stop);
+                    }
+                    if let Poll::Ready(p) = room.as_mut().poll(cx) {
+                        return Poll::Ready(Room::Permit(p));
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Room::Timer);
+                    }
+                    if woken.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Room::Woken);
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            match wake {
+                Room::Permit(Some(p)) => {
+                    p.send(Ok(x));
+                    return Ok(false);
                 }
-                _ = tokio::time::sleep_until(deadline) => self.send_status(false).await?,
-                _ = shared.wake.notified() => self.send_status(true).await?,
-                _ = &mut *stop_rx => return Ok(true),
+                Room::Permit(None) => return Ok(true), // the consumer is gone
+                Room::Timer => self.send_status(false).await?,
+                Room::Woken => self.send_status(true).await?,
+                Room::Stop => return Ok(true),
             }
         }
     }
