@@ -9,32 +9,12 @@
 
 use std::borrow::Cow;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pgrepl::wal2json::{AnyDecoder, Decoder, Event, Format};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-
-fn read_w2j(path: &Path) -> (String, Vec<Vec<u8>>) {
-    let data = std::fs::read(path).unwrap();
-    let mut i = 0;
-    let mut options = String::new();
-    let mut payloads = Vec::new();
-    while i < data.len() {
-        let nl = i + data[i..].iter().position(|&b| b == b'\n').unwrap();
-        let line = std::str::from_utf8(&data[i..nl]).unwrap();
-        i = nl + 1;
-        if let Some(o) = line.strip_prefix("!options ") {
-            options = o.to_string();
-        } else if let Some(h) = line.strip_prefix('#') {
-            let len: usize = h.split(' ').next().unwrap().parse().unwrap();
-            payloads.push(data[i..i + len].to_vec());
-            i += len + 1;
-        }
-    }
-    (options, payloads)
-}
 
 // ---- serde_json, typed and borrowed ----
 
@@ -214,6 +194,9 @@ fn run_fill_tape(payloads: &[Vec<u8>], buf: &mut Vec<u8>) -> usize {
     n
 }
 
+#[path = "../tests/common/w2j.rs"]
+mod w2j;
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bench = root.join("bench-data");
@@ -246,7 +229,7 @@ fn main() {
     println!("| corpus | decoder | MB/s | events/s | vs serde_json |");
     println!("|---|---|---:|---:|---:|");
     for (name, path) in corpora {
-        let (options, mut payloads) = read_w2j(&path);
+        let (options, mut payloads) = w2j::read_w2j(&path, false);
         let v2 = options.contains("format-version=2");
         // the baselines cannot read wal2json's invalid-JSON quirks (none are in the workload corpora), nor
         // non-UTF-8 message content: keep exactly what the typed serde baseline reads

@@ -11,6 +11,9 @@ use std::path::Path;
 
 use pgrepl::wal2json::{AnyDecoder, ChunkedDecoder, Decoder, Event, Format};
 
+#[path = "common/w2j.rs"]
+mod w2j;
+
 struct Counting;
 
 thread_local! {
@@ -64,28 +67,11 @@ fn peak() -> isize {
     PEAK.with(Cell::get)
 }
 
-fn read_w2j(path: &Path) -> Vec<Vec<u8>> {
-    let data = std::fs::read(path).unwrap();
-    let mut i = 0;
-    let mut payloads = Vec::new();
-    while i < data.len() {
-        let nl = i + data[i..].iter().position(|&b| b == b'\n').unwrap();
-        let line = std::str::from_utf8(&data[i..nl]).unwrap();
-        i = nl + 1;
-        if let Some(h) = line.strip_prefix('#') {
-            let len: usize = h.split(' ').next().unwrap().parse().unwrap();
-            payloads.push(data[i..i + len].to_vec());
-            i += len + 1;
-        }
-    }
-    payloads
-}
-
 fn v2_payloads() -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wal2json");
     let mut all = Vec::new();
     for f in ["v2-default.w2j", "v2-all.w2j", "v2-lsn-pk.w2j", "v2-xids-ts.w2j", "v2-positions-notnull.w2j"] {
-        all.extend(read_w2j(&dir.join(f)));
+        all.extend(w2j::read_w2j(&dir.join(f), false).1);
     }
     all
 }

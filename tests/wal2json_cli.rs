@@ -9,22 +9,8 @@ use std::process::{Command, Stdio};
 
 use pgrepl::wal2json::{write_event, AnyDecoder};
 
-fn read_w2j(path: &Path) -> Vec<Vec<u8>> {
-    let data = std::fs::read(path).unwrap();
-    let mut i = 0;
-    let mut payloads = Vec::new();
-    while i < data.len() {
-        let nl = i + data[i..].iter().position(|&b| b == b'\n').unwrap();
-        let line = std::str::from_utf8(&data[i..nl]).unwrap();
-        i = nl + 1;
-        if let Some(h) = line.strip_prefix('#') {
-            let len: usize = h.split(' ').next().unwrap().parse().unwrap();
-            payloads.push(data[i..i + len].to_vec());
-            i += len + 1;
-        }
-    }
-    payloads
-}
+#[path = "common/w2j.rs"]
+mod w2j;
 
 fn pgrepl(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
@@ -49,7 +35,7 @@ fn pgrepl(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
 fn decode_recvlogical_style_files() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wal2json");
     for name in ["v2-all", "v2-minimal", "v1-default", "v1-pretty-all", "v1-chunks-all", "v1-chunks-pretty"] {
-        let payloads = read_w2j(&dir.join(format!("{name}.w2j")));
+        let payloads = w2j::read_w2j(&dir.join(format!("{name}.w2j")), false).1;
         let mut file = Vec::new();
         let mut expected = Vec::new();
         let mut d = AnyDecoder::new();

@@ -13,33 +13,18 @@ use pgrepl::Lsn;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+#[path = "common/w2j.rs"]
+mod w2j;
+
 struct Corpus {
     name: String,
     options: String,
     payloads: Vec<Vec<u8>>,
 }
 
-/// `!options …` then `#<len> <lsn>\n<len bytes>\n` records.
+/// One recorded corpus file, strictly read (see tests/common/w2j.rs).
 fn read_w2j(path: &Path) -> Corpus {
-    let data = std::fs::read(path).unwrap();
-    let mut i = 0;
-    let mut options = String::new();
-    let mut payloads = Vec::new();
-    while i < data.len() {
-        let nl = i + data[i..].iter().position(|&b| b == b'\n').unwrap();
-        let line = std::str::from_utf8(&data[i..nl]).unwrap();
-        i = nl + 1;
-        if let Some(o) = line.strip_prefix("!options ") {
-            options = o.to_string();
-        } else if let Some(h) = line.strip_prefix('#') {
-            let len: usize = h.split(' ').next().unwrap().parse().unwrap();
-            payloads.push(data[i..i + len].to_vec());
-            assert_eq!(data[i + len], b'\n');
-            i += len + 1;
-        } else {
-            panic!("bad corpus line {line:?}");
-        }
-    }
+    let (options, payloads) = w2j::read_w2j(path, true);
     Corpus { name: path.file_name().unwrap().to_string_lossy().into_owned(), options, payloads }
 }
 
