@@ -9,8 +9,8 @@
 //!
 //! Invariants beyond "no panic" (shared/security.md 16-20):
 //! - the flush position reported never exceeds max(start, acknowledgements, the highest keepalive walEnd at a
-//!   moment when idle advance was on, everything delivered was acknowledged and no transaction was open —
-//!   capped, once a message was discarded at the end position, at that message's dataStart);
+//!   moment when idle advance was on, everything delivered was acknowledged and no transaction was open — once a
+//!   message was discarded at the end position, that message's dataStart instead, with or without a keepalive);
 //!   with idle advance off it is exactly max(start, acknowledgements);
 //! - reported flush positions never move backwards, and flush ≥ what the application acknowledged;
 //! - a keepalive asking for a reply gets a status update at the next poll, at the same instant;
@@ -74,15 +74,19 @@ impl Model {
         self.cfg.idle_advance && !self.in_txn && self.max_ack >= self.max_delivered_start
     }
 
-    /// ...and, once a message was discarded at the end position, never past that message's dataStart (its
-    /// transaction commits above it, so the server sends it again; no position at all gives no bound).
+    /// ...and, once a message was discarded at the end position, exactly up to that message's dataStart, keepalive
+    /// or not (everything before it was sent before it; its transaction commits above it, so the server sends it
+    /// again; no position at all gives no bound).
     fn maybe_idle_advance(&mut self) {
-        if let Some(k) = self.max_keepalive_end {
-            if self.idle_ok() {
-                let to = self.first_discarded.map_or(k, |d| k.min(d));
-                self.bound = self.bound.max(to);
-            }
+        if !self.idle_ok() {
+            return;
         }
+        let to = match (self.first_discarded, self.max_keepalive_end) {
+            (Some(d), _) => d,
+            (None, Some(k)) => k,
+            (None, None) => return,
+        };
+        self.bound = self.bound.max(to);
     }
 
     fn ack(&mut self, s: &mut FeedbackState, lsn: Lsn) {
@@ -197,6 +201,7 @@ fuzz_target!(|data: &[u8]| {
                         Delivery::Stop => {
                             model.stopped = true;
                             model.first_discarded.get_or_insert(x.wal_start);
+                            model.maybe_idle_advance();
                         }
                         Delivery::Deliver => {
                             match boundary {

@@ -7,7 +7,8 @@
 //! - A keepalive asking for a reply is answered at once; otherwise status updates go out every
 //!   `status_interval`, driven by the caller's clock ([`FeedbackState::poll_status`] / [`FeedbackState::next_deadline`]).
 //! - Idle advance: when every XLogData received has been acknowledged and no transaction is open, a keepalive's
-//!   walEnd is reported as flushed, so a quiet slot does not pin WAL. Never before the first keepalive.
+//!   walEnd is reported as flushed, so a quiet slot does not pin WAL. Never before the first keepalive, except
+//!   up to the dataStart of a message discarded at the end position (see `idle_advance`).
 //! - End position: the stream stops only at a transaction boundary. A transaction whose first message starts at
 //!   or before the end position is delivered to its end, however far past the end position it runs; the first
 //!   transaction (or standalone message) that starts after it is not delivered. A keepalive whose walEnd reaches
@@ -183,18 +184,25 @@ impl FeedbackState {
     /// Report the latest keepalive's walEnd as flushed when that is safe: a keepalive has arrived, everything
     /// received on this connection is acknowledged and no transaction is open. A keepalive comes after every
     /// message sent before it, so no change below its walEnd can still be on its way. After a message was
-    /// discarded (past the end position), the advance stops at that message's dataStart: every transaction
-    /// committed before it was sent, and delivered, before it (wal2json's format-1 documents and format-2 `B`
-    /// carry the transaction's first LSN, below its commit, so the discarded transaction is sent again).
+    /// discarded (past the end position), the advance goes exactly to that message's dataStart, with or without a
+    /// keepalive: every transaction committed before it was sent, and delivered, before it (wal2json's format-1
+    /// documents and format-2 `B` carry the transaction's first LSN, below its commit, so the discarded
+    /// transaction is sent again). Without this, a format-1 stream ended by a discarded message before any
+    /// keepalive would confirm only the last delivered document's first LSN, and replay its transaction.
     fn idle_advance(&mut self) {
-        if !self.cfg.idle_advance || !self.keepalive_seen || self.unacked || self.in_txn {
+        if !self.cfg.idle_advance || self.unacked || self.in_txn {
             return;
         }
-        let mut to = self.last_keepalive_end;
-        if self.discarded {
-            // a discarded message without a position (a non-final write) gives no safe bound
-            to = to.min(self.first_discarded);
-        }
+        let to = if self.discarded {
+            // The discarded message is itself the proof that everything before it was sent (no keepalive is
+            // needed, and the one that ended the stream may never come). One without a position (a non-final
+            // write) gives no safe bound: 0.
+            self.first_discarded
+        } else if self.keepalive_seen {
+            self.last_keepalive_end
+        } else {
+            return;
+        };
         if to > self.flush {
             self.flush = to;
         }
@@ -382,6 +390,34 @@ mod tests {
         assert_eq!(s.on_xlogdata(&x(150), Boundary::Whole), Delivery::Stop);
         s.ack(Lsn(120));
         assert_eq!(s.flush(), Lsn(150), "past the delivered transaction's commit, not past the discarded message");
+    }
+
+    #[test]
+    fn end_by_a_discarded_message_without_any_keepalive_confirms_the_last_delivered_transaction() {
+        // format 1 at an end position taken with pg_current_wal_lsn(): a document (first LSN 120, commit 140),
+        // then a non-transactional message at 170, past the end (160), and no keepalive on this connection at
+        // all. Acknowledging the document's dataStart alone would leave its commit unconfirmed (replayed).
+        let cfg = FeedbackConfig { end: Some(Lsn(160)), ..Default::default() };
+        let mut s = FeedbackState::new(cfg, Lsn(0));
+        assert_eq!(s.on_xlogdata(&x(120), Boundary::Whole), Delivery::Deliver);
+        assert_eq!(s.on_xlogdata(&x(170), Boundary::Whole), Delivery::Stop);
+        assert!(s.end_reached());
+        assert_eq!(s.flush(), Lsn(0), "nothing acknowledged yet");
+        s.ack(Lsn(120));
+        assert_eq!(s.flush(), Lsn(170));
+        // while a delivered message is unacknowledged, the discarded one moves nothing
+        let mut s = FeedbackState::new(cfg, Lsn(0));
+        assert_eq!(s.on_xlogdata(&x(120), Boundary::Whole), Delivery::Deliver);
+        assert_eq!(s.on_xlogdata(&x(170), Boundary::Whole), Delivery::Stop);
+        s.on_keepalive(&k(500, false));
+        assert_eq!(s.flush(), Lsn(0));
+        // turned off: only acknowledgements count
+        let cfg = FeedbackConfig { end: Some(Lsn(160)), idle_advance: false, ..Default::default() };
+        let mut s = FeedbackState::new(cfg, Lsn(0));
+        assert_eq!(s.on_xlogdata(&x(120), Boundary::Whole), Delivery::Deliver);
+        assert_eq!(s.on_xlogdata(&x(170), Boundary::Whole), Delivery::Stop);
+        s.ack(Lsn(120));
+        assert_eq!(s.flush(), Lsn(120));
     }
 
     #[test]
