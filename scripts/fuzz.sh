@@ -77,11 +77,6 @@ run_one() {
     mkdir -p "$work" "artifacts/$t"
     # the first corpus directory receives new inputs; the committed seeds are only read
     local timeout=10
-    case "$t" in
-        # KNOWN ISSUE (FUZZING.md, Findings): format 1 columndefaults recovery is superlinear; some 3 KB inputs
-        # take ~1 s (~16 s under AddressSanitizer). Back to 10 s once fixed in src/wal2json/scan.rs.
-        wal2json_v1 | wal2json_chunks) timeout=60 ;;
-    esac
     if "$bin_dir/$t" "$work" "corpus/$t" -max_total_time="$seconds" -timeout="$timeout" -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1; then
         echo "ok"

@@ -59,7 +59,9 @@ impl TxnClassifier for WholeMessages {
 }
 
 /// wal2json in any format: format 2 `B`/`C` actions, format-1 whole documents, format-1 write-in-chunks
-/// sequences (`{"xid":…,"change":[` … `]}`). Looks only at the first and last bytes of each payload.
+/// sequences (`{"xid":…,"change":[` … `]}`). Looks at the first and last bytes of each payload, and for a
+/// payload that is neither format 2 with `action` first nor a chunk, at its top-level keys
+/// ([`wal2json::boundary_after`](crate::wal2json::boundary_after)).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Wal2jsonClassifier {
     in_chunked_txn: bool,
@@ -91,7 +93,18 @@ impl TxnClassifier for Wal2jsonClassifier {
             self.in_chunked_txn = true;
             return Boundary::Begin;
         }
-        Boundary::Whole
+        // A format 1 document is whole; format 2 with its keys in another order than wal2json's (another
+        // producer of the same JSON) is told by the general detection, which walks the top-level keys.
+        use crate::wal2json::{boundary_after, Boundary as W, Format};
+        if Format::detect(t).ok() != Some(Format::V2) {
+            return Boundary::Whole;
+        }
+        match boundary_after(t) {
+            Ok(W::Begin) => Boundary::Begin,
+            Ok(W::Inside) => Boundary::Inside,
+            Ok(W::Commit) => Boundary::End,
+            Ok(W::Standalone) | Err(_) => Boundary::Whole,
+        }
     }
 }
 
@@ -736,5 +749,12 @@ mod tests {
         assert_eq!(c.classify(br#",{"kind":"insert"}"#), Boundary::Inside);
         assert_eq!(c.classify(b"]}"), Boundary::End);
         assert_eq!(c.classify(br#"{"change":[{"kind":"message"}]}"#), Boundary::Whole);
+        assert_eq!(c.classify(br#"{"xid":7,"change":[{"kind":"insert"}]}"#), Boundary::Whole);
+        // keys in another order than wal2json's
+        assert_eq!(c.classify(br#"{"xid":1,"action":"B"}"#), Boundary::Begin);
+        assert_eq!(c.classify(br#"{"xid":1, "table":"t", "action":"I"}"#), Boundary::Inside);
+        assert_eq!(c.classify(br#"{"lsn":"0/1","action":"C"}"#), Boundary::End);
+        assert_eq!(c.classify(br#"{"transactional":false,"action":"M","xid":null}"#), Boundary::Whole);
+        assert_eq!(c.classify(b"not json"), Boundary::Whole);
     }
 }

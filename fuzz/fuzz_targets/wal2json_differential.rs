@@ -178,7 +178,7 @@ fuzz_target!(|data: &[u8]| {
         return; // pgrepl's own extension, not wal2json's
     }
     if !defaults_last(&o) || serde_json::from_slice::<NoDuplicates>(data).is_err() {
-        return; // not of wal2json's shape (see above); duplicate keys are read as "last wins" by both, unchecked
+        return; // not of wal2json's shape (see above); duplicate keys: unchecked (pgrepl refuses two different actions)
     }
     let ev = match Decoder::new().decode(data) {
         Ok(ev) => ev,

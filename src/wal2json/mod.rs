@@ -81,8 +81,13 @@ pub enum Format {
 }
 
 impl Format {
-    /// Tell the format from the first key and the last non-blank byte, without decoding. Leading and trailing
-    /// whitespace (pretty-print, a line end) is allowed.
+    /// Tell the format from the top-level keys and the last non-blank byte, without decoding. Leading and
+    /// trailing whitespace (pretty-print, a line end) is allowed.
+    ///
+    /// wal2json writes `action` (format 2), `kind` (a format 1 change chunk) or a format 1 header key first, so
+    /// the first key usually decides. Keys in another order are accepted as the decoders accept them: the
+    /// top-level keys are walked (their values skipped) up to the first that tells the format apart —
+    /// `action`, `kind` or `change`.
     pub fn detect(payload: &[u8]) -> Result<Format> {
         let mut cur = Cursor::raw(payload);
         cur.ws();
@@ -92,18 +97,27 @@ impl Format {
             Some(b'{') => cur.pos += 1,
             _ => return Err(cur.err("not a wal2json payload (expected '{')")),
         }
-        let at = cur.pos;
-        let key = cur.key().map_err(|_| Error::decode(at, "not a wal2json payload (expected a key)"))?;
-        match key {
-            b"action" => Ok(Format::V2),
-            b"kind" => Ok(Format::V1Chunk(ChunkKind::Change)),
-            b"xid" | b"nextlsn" | b"timestamp" | b"origin" | b"change" => {
-                match payload.iter().rev().find(|c| !c.is_ascii_whitespace()) {
-                    Some(b'[') => Ok(Format::V1Chunk(ChunkKind::Header)),
-                    _ => Ok(Format::V1Document),
+        loop {
+            let at = cur.pos;
+            let key = cur.key().map_err(|_| Error::decode(at, "not a wal2json payload (expected a key)"))?;
+            match key {
+                b"action" => return Ok(Format::V2),
+                b"kind" => return Ok(Format::V1Chunk(ChunkKind::Change)),
+                b"change" => {
+                    return match payload.iter().rev().find(|c| !c.is_ascii_whitespace()) {
+                        Some(b'[') => Ok(Format::V1Chunk(ChunkKind::Header)),
+                        _ => Ok(Format::V1Document),
+                    }
                 }
+                _ => {}
             }
-            _ => Err(Error::decode(at, "not a wal2json payload (unknown first key)")),
+            // a format 1 header key (xid, nextlsn, timestamp, origin) or a format 2 key written before `action`
+            if cur.skip_value().is_err() || !cur.eat(b',') {
+                return Err(Error::decode(
+                    cur.pos,
+                    "not a wal2json payload (no \"action\", \"kind\" or \"change\" key at the top level)",
+                ));
+            }
         }
     }
 }
@@ -155,12 +169,20 @@ pub fn boundary_after(payload: &[u8]) -> Result<Boundary> {
     })
 }
 
-/// The action letter of a format 2 payload whose first key is `action`.
+/// The action letter of a format 2 payload (`action` is usually its first key; any top-level position is
+/// accepted, as the decoder accepts it).
 pub(crate) fn v2_action(payload: &[u8]) -> Option<u8> {
     let mut cur = Cursor::raw(payload);
+    cur.ws();
     cur.expect(b'{', "").ok()?;
-    if cur.key().ok()? != b"action" {
-        return None;
+    loop {
+        if cur.key().ok()? == b"action" {
+            break;
+        }
+        cur.skip_value().ok()?;
+        if !cur.eat(b',') {
+            return None;
+        }
     }
     let (s, e, _) = cur.string_span().ok()?;
     match cur.bytes_range(s, e) {

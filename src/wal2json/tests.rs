@@ -295,6 +295,11 @@ fn v2_error_offsets() {
     assert_eq!(v2_err(p), at(p, "trailing"));
     let p = r#"{"action":"I","columns":[]}"#;
     assert_eq!(v2_err(p), 0, "missing table");
+    // a repeated action must agree with the first (which the boundary classifiers read)
+    let p = r#"{"action":"M","transactional":true,"prefix":"","content":"","action":"D","table":"t"}"#;
+    assert_eq!(v2_err(p), at(p, "D\""));
+    let p = r#"{"action":"I","table":"t","action":"I"}"#;
+    assert!(Decoder::new().decode(p.as_bytes()).is_ok(), "the same action twice is fine");
     let p = r#"{"table":"t"}"#;
     assert_eq!(v2_err(p), 0, "missing action");
     let p = r#"{"action":"I","table":"t","columns":[{"value":1}]}"#;
@@ -536,11 +541,28 @@ fn format_detection() {
         (b"\t\t,{\n", V1Chunk(ChunkKind::Change)),
         (b"]}", V1Chunk(ChunkKind::End)),
         (b"\t]\n}", V1Chunk(ChunkKind::End)),
+        // keys in another order than wal2json's: the first of action/kind/change decides (FUZZING.md finding 3)
+        (br#"{"x":1,"action":"B"}"#, V2),
+        (br#"{"xid":5,"action":"C"}"#, V2),
+        (br#"{"xid":5, "columns":[{"name":"a","value":{"n":[1,"]"]}}], "table":"t", "action":"I"}"#, V2),
+        (br#"{"xid":1,"timestamp":"t","nextlsn":"0/1","change":[]}"#, V1Document),
+        (br#"{"table":"t","kind":"insert"}"#, V1Chunk(ChunkKind::Change)),
     ];
     for (p, f) in cases {
         assert_eq!(Format::detect(p).unwrap(), *f, "{}", String::from_utf8_lossy(p));
     }
-    for bad in [&b""[..], b"   ", b"[1]", b"{}", b"{\"other\":1}", b"null", b"{\"unterminated"] {
+    for bad in [
+        &b""[..],
+        b"   ",
+        b"[1]",
+        b"{}",
+        b"{\"other\":1}",
+        b"null",
+        b"{\"unterminated",
+        b"{\"xid\":1}",
+        b"{\"xid\":1,\"table\":\"t\"}",
+        b"{\"xid\":[1,\"action\":\"B\"}",
+    ] {
         let e = Format::detect(bad).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Decode);
     }
@@ -559,9 +581,31 @@ fn boundaries_and_in_transaction() {
         (br#"{"xid":1,"change":["#, Boundary::Begin),
         (br#",{"kind":"insert"}"#, Boundary::Inside),
         (b"]}", Boundary::Commit),
+        (br#"{"xid":1,"action":"B"}"#, Boundary::Begin),
+        (br#"{"table":"t","action":"D"}"#, Boundary::Inside),
+        (br#"{"xid":1,"lsn":"0/1","action":"C"}"#, Boundary::Commit),
+        (br#"{"transactional":false,"prefix":"","content":"","action":"M"}"#, Boundary::Standalone),
     ];
     for (p, b) in cases {
         assert_eq!(boundary_after(p).unwrap(), *b, "{}", String::from_utf8_lossy(p));
+    }
+    // whatever the key order, AnyDecoder gives what Decoder gives and tracks the transaction
+    let mut any = AnyDecoder::new();
+    let mut dec = Decoder::new();
+    for p in [
+        &br#"{"xid":9,"timestamp":"2024-01-01 00:00:00+00","action":"B"}"#[..],
+        br#"{"columns":[{"name":"a","type":"int","value":1}],"schema":"s","table":"t","action":"I"}"#,
+        br#"{"xid":9,"action":"C"}"#,
+    ] {
+        let expected = dec.decode(p).unwrap().into_owned();
+        let got: Vec<Event<'static>> = {
+            let mut v = Vec::new();
+            any.decode_each(p, |e| v.push(e.clone().into_owned())).unwrap();
+            v
+        };
+        assert_eq!(got, vec![expected], "{}", String::from_utf8_lossy(p));
+        let open = !p.ends_with(br#""action":"C"}"#);
+        assert_eq!(any.in_transaction(), open, "{}", String::from_utf8_lossy(p));
     }
     // AnyDecoder tracks transactions across formats, by decoding or by observing
     let mut d = AnyDecoder::new();

@@ -40,7 +40,13 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
                 b"action" => {
                     let (s, e, _) = cur.string_span()?;
                     match cur.bytes_range(s, e) {
-                        [a @ (b'B' | b'C' | b'I' | b'U' | b'D' | b'T' | b'M')] => action = Some(*a),
+                        // a repeated "action" must agree: the boundary classifiers read the first one
+                        [a @ (b'B' | b'C' | b'I' | b'U' | b'D' | b'T' | b'M')] if action.is_none_or(|x| x == *a) => {
+                            action = Some(*a)
+                        }
+                        [b'B' | b'C' | b'I' | b'U' | b'D' | b'T' | b'M'] => {
+                            return Err(cur.err_at(s, "conflicting \"action\" keys"))
+                        }
                         _ => return Err(cur.err_at(s, "unknown action")),
                     }
                 }
