@@ -2,7 +2,7 @@
 //!
 //! [`ChangeStream`] connects, checks the slot, starts streaming from the position the application last
 //! acknowledged (or the slot's `confirmed_flush_lsn` when none is stored), and hands out one [`Payload`] at a
-//! time; [`Payload::events`] decodes it into [`Event`](crate::wal2json::Event)s that borrow the payload.
+//! time; [`Payload::events`] decodes it into [`Event`]s that borrow the payload.
 //! Acknowledge a transaction once it is stored ([`Payload::ack`] on the payload that ends it, or
 //! [`ChangeStream::ack`] with its commit LSN): only acknowledged positions are ever confirmed to the server, and
 //! a reconnect resumes from there.
@@ -67,8 +67,10 @@ pub enum StreamEvent {
         /// What failed.
         cause: String,
     },
-    /// The slot has confirmed more than the application's stored position: acknowledged data was lost
-    /// downstream (or the stored position is stale). Streaming continues from the slot's position.
+    /// The slot has confirmed more than the application's stored position ([`ChangeStreamConfig::start`], and
+    /// [`ChangeStreamConfig::confirmed`] when given): acknowledged data was lost downstream, or the stored
+    /// position is stale — for instance when the idle advance moved the slot on during a quiet period and the
+    /// application stored no [`ChangeStream::confirmed`] position. Streaming continues from the slot's position.
     SlotAhead {
         /// The position the application asked to resume from.
         stored: Lsn,
@@ -146,6 +148,11 @@ pub struct ChangeStreamConfig {
     pub options: Vec<(String, Option<String>)>,
     /// The acknowledged position stored by the application (0/0: use the slot's confirmed_flush_lsn).
     pub start: Lsn,
+    /// The position [`ChangeStream::confirmed`] (or [`ChangeStream::stop`]) returned when the application last
+    /// stored it, 0/0 when it keeps none. The idle advance confirms keepalive positions past the last
+    /// acknowledged commit while nothing is pending; a slot confirmed up to this position is then not reported
+    /// as [`StreamEvent::SlotAhead`] on the next start.
+    pub confirmed: Lsn,
     /// Stream settings (status interval, idle advance, end position, buffer).
     pub stream: StreamConfig,
     /// Reconnect policy.
@@ -164,6 +171,7 @@ impl fmt::Debug for ChangeStreamConfig {
             .field("slot", &self.slot)
             .field("options", &self.options)
             .field("start", &self.start)
+            .field("confirmed", &self.confirmed)
             .finish_non_exhaustive()
     }
 }
@@ -190,6 +198,7 @@ impl ChangeStreamConfig {
                 opt("include-lsn", "1"),
             ],
             start: Lsn::INVALID,
+            confirmed: Lsn::INVALID,
             stream: StreamConfig::default(),
             reconnect: Reconnect::default(),
             on_event: None,
@@ -204,6 +213,11 @@ impl ChangeStreamConfig {
     /// Resume from this acknowledged position.
     pub fn start(mut self, lsn: Lsn) -> Self {
         self.start = lsn;
+        self
+    }
+    /// The confirmed position stored with the acknowledged one ([`ChangeStreamConfig::confirmed`]).
+    pub fn confirmed(mut self, lsn: Lsn) -> Self {
+        self.confirmed = lsn;
         self
     }
     /// Add or replace a wal2json option.
@@ -295,6 +309,7 @@ impl ChangeStream {
     /// they are transient (server starting up, connection refused); anything else is returned at once.
     pub async fn connect(cfg: ChangeStreamConfig) -> Result<ChangeStream> {
         let acked = cfg.start;
+        let reported = acked.max(cfg.confirmed);
         let mut s = ChangeStream {
             cfg,
             stream: None,
@@ -302,7 +317,7 @@ impl ChangeStream {
             probe: AnyDecoder::new(),
             current: None,
             acked,
-            reported: acked,
+            reported,
             skipping: false,
             open: false,
             ended: false,
@@ -545,12 +560,28 @@ impl ChangeStream {
         self.acked
     }
 
-    /// Stop cleanly (final status update with the acknowledged position) and close the connection.
-    pub async fn stop(mut self) -> Result<()> {
+    /// The highest flush position reported to the server so far: the acknowledgements, and the keepalive
+    /// positions the idle advance confirmed while nothing was pending. Nothing below it is sent again. An
+    /// application that stores it next to its acknowledged position (from time to time, or the value
+    /// [`stop`](Self::stop) returns) and gives both back on the next start ([`ChangeStreamConfig::start`],
+    /// [`ChangeStreamConfig::confirmed`]) is told [`StreamEvent::SlotAhead`] only when the slot is ahead of
+    /// both: when something it acknowledged really was lost downstream, not merely because the slot moved on
+    /// during a quiet period. (After a crash, the slot may be ahead of the stored value by what the last status
+    /// updates confirmed after it was stored.)
+    pub fn confirmed(&self) -> Lsn {
+        let live = self.stream.as_ref().map_or(Lsn::INVALID, |s| s.reported_flush());
+        self.reported.max(self.acked).max(live)
+    }
+
+    /// Stop cleanly (final status update with the acknowledged position) and close the connection. Returns
+    /// [`confirmed`](Self::confirmed) after that final status update: the slot's confirmed position.
+    pub async fn stop(mut self) -> Result<Lsn> {
         if let Some(s) = self.stream.take() {
-            s.stop().await?.close().await?;
+            let (client, flushed) = s.stop_confirmed().await?;
+            self.reported = self.reported.max(flushed);
+            client.close().await?;
         }
-        Ok(())
+        Ok(self.confirmed())
     }
 }
 

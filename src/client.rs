@@ -479,7 +479,7 @@ impl Client {
         })
     }
 
-    /// DROP_REPLICATION_SLOT [WAIT].
+    /// DROP_REPLICATION_SLOT \[WAIT\].
     pub async fn drop_replication_slot(&mut self, slot: &str, wait: bool) -> Result<()> {
         self.simple_query(&commands::drop_slot(slot, wait)).await.map(|_| ())
     }

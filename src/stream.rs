@@ -309,6 +309,16 @@ impl ReplicationStream {
     }
 }
 
+impl ReplicationStream {
+    /// [`stop`](Self::stop), also returning the flush position of the final status update (what the slot has
+    /// confirmed).
+    pub async fn stop_confirmed(self) -> Result<(Client, Lsn)> {
+        let shared = self.shared.clone();
+        let client = self.stop().await?;
+        Ok((client, Lsn(shared.flushed.load(Ordering::Acquire))))
+    }
+}
+
 impl Drop for ReplicationStream {
     fn drop(&mut self) {
         if let Some(t) = self.task.take() {

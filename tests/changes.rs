@@ -1,6 +1,6 @@
 //! The typed-event ChangeStream against a real server: decoded inserts, acknowledgement of commits, reconnect
-//! after the walsender is terminated with each transaction delivered once, slot-ahead reporting, and an
-//! invalidated slot as a fatal error.
+//! after the walsender is terminated with each transaction delivered once, slot-ahead reporting (and no false
+//! report after an idle advance when the confirmed position is stored), and an invalidated slot as a fatal error.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,6 +121,59 @@ async fn a_slot_ahead_of_the_stored_position_is_reported() {
     // streaming continues from the slot: transaction 2
     assert_eq!(read_txns(&mut s, 1).await, vec![vec![2]]);
     s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_confirmed_position_tells_an_idle_advance_from_a_loss() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql("postgres", "CREATE TABLE t(id bigint PRIMARY KEY)").unwrap();
+    c.psql("other", "CREATE TABLE busy(v text)").unwrap();
+    let quick = |cfg: ChangeStreamConfig| {
+        let mut cfg = cfg;
+        cfg.stream.status_interval = Duration::from_millis(200);
+        cfg
+    };
+    let mut s = ChangeStream::connect(quick(cfg(&c, "quiet").create_slot(true))).await.unwrap();
+    c.psql("postgres", "INSERT INTO t VALUES (1)").unwrap();
+    assert_eq!(read_txns(&mut s, 1).await, vec![vec![1]]);
+    let acked = s.acked();
+    // Another database writes; this one stays quiet: the idle advance confirms the slot past the acknowledged
+    // commit, with nothing delivered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while confirmed(&c, "quiet") <= acked {
+        assert!(std::time::Instant::now() < deadline, "no idle advance past {acked}");
+        c.psql("other", "INSERT INTO busy SELECT 'x' FROM generate_series(1, 100)").unwrap();
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(300), s.next()).await {
+            panic!("nothing may be delivered: {:?}", r.map(|p| p.map(|p| p.lsn())));
+        }
+    }
+    assert!(s.confirmed() > acked);
+    assert_eq!(s.acked(), acked);
+    let stored_confirmed = s.stop().await.unwrap();
+    assert_eq!(stored_confirmed, confirmed(&c, "quiet"), "stop() returns what the slot confirmed");
+
+    let events = Arc::new(Mutex::new(Vec::<StreamEvent>::new()));
+    let start_with = |confirmed: Lsn| {
+        let ev2 = events.clone();
+        quick(cfg(&c, "quiet").start(acked).confirmed(confirmed).on_event(move |e| ev2.lock().unwrap().push(e.clone())))
+    };
+    // Both positions given back: the slot is not ahead of the application.
+    let s = ChangeStream::connect(start_with(stored_confirmed)).await.unwrap();
+    s.stop().await.unwrap();
+    let ev = std::mem::take(&mut *events.lock().unwrap());
+    assert!(ev.iter().any(|e| matches!(e, StreamEvent::Started { .. })), "{ev:?}");
+    assert!(!ev.iter().any(|e| matches!(e, StreamEvent::SlotAhead { .. })), "{ev:?}");
+    // Only the acknowledged commit given back: the slot is ahead of it, and that is reported.
+    let slot_now = confirmed(&c, "quiet");
+    let s = ChangeStream::connect(start_with(Lsn::INVALID)).await.unwrap();
+    s.stop().await.unwrap();
+    let ev = events.lock().unwrap().clone();
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, StreamEvent::SlotAhead { stored, confirmed } if *stored == acked && *confirmed == slot_now)
+        ),
+        "{ev:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,7 +178,7 @@ impl ScramSha256 {
         }
     }
 
-    /// Check `flag` while deriving the salted password: once it is set, [`handle_server_first`]
+    /// Check `flag` while deriving the salted password: once it is set, [`handle_server_first`](Self::handle_server_first)
     /// (Self::handle_server_first) stops within a few thousand iterations with [`ErrorKind::Timeout`].
     pub fn with_cancel(mut self, flag: CancelFlag) -> Self {
         self.cancel = Some(flag);
