@@ -340,7 +340,7 @@ impl TlsSetup {
                     .build()
                     .map_err(|e| Error::new(ErrorKind::Tls, format!("cannot verify server certificates: {e}")))?
             }
-            (_, Some(roots)) => Arc::new(ChainOnly { roots, algs }),
+            (_, Some(roots)) => Arc::new(Lenient { roots: Some(roots), algs }),
             (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
                 return Err(Error::config(
                     "sslrootcert",
@@ -352,7 +352,7 @@ impl TlsSetup {
                     ),
                 ))
             }
-            (_, None) => Arc::new(NoVerification { algs }),
+            (_, None) => Arc::new(Lenient { roots: None, algs }),
         };
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -482,15 +482,20 @@ fn check_key_permissions(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `verify-ca` (and `require`/`prefer`/`allow` with a root certificate): the chain must lead to a trusted
-/// root; the name is not checked.
+/// Every sslmode but `verify-full` (which uses rustls' own WebPKI verifier):
+/// - with a root certificate (`verify-ca`, and `require`/`prefer`/`allow` when one is there): the chain must
+///   lead to a trusted root; the name is not checked;
+/// - without one (`require`/`prefer`/`allow`): any certificate is accepted, as in libpq.
+///
+/// Either way the handshake signature is checked, so the peer does hold the certificate's key — which is what
+/// channel binding builds on.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: RootCertStore,
+struct Lenient {
+    roots: Option<RootCertStore>,
     algs: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -499,48 +504,10 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(&cert, &self.roots, intermediates, now, self.algs.all)?;
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
-
-/// `require` (and `prefer`/`allow`) without a root certificate: any certificate is accepted, as in libpq.
-/// The handshake signature is still checked, so the peer does hold the certificate's key — which is what
-/// channel binding builds on.
-#[derive(Debug)]
-struct NoVerification {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(&cert, roots, intermediates, now, self.algs.all)?;
+        }
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
