@@ -258,6 +258,35 @@ impl TargetSessionAttrs {
     }
 }
 
+/// `sslcertmode` (libpq 16): whether a client certificate may be sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub enum SslCertMode {
+    /// Never send a client certificate, even when `sslcert` (or `~/.postgresql/postgresql.crt`) exists.
+    Disable,
+    /// Send one when it is configured or present (the default).
+    #[default]
+    Allow,
+}
+
+impl SslCertMode {
+    /// Parse the libpq spelling (`disable`, `allow`; `require` is not supported: rustls does not tell whether
+    /// the server asked for a certificate).
+    pub fn parse(s: &str) -> Option<SslCertMode> {
+        Some(match s {
+            "disable" => SslCertMode::Disable,
+            "allow" => SslCertMode::Allow,
+            _ => return None,
+        })
+    }
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslCertMode::Disable => "disable",
+            SslCertMode::Allow => "allow",
+        }
+    }
+}
+
 /// `sslnegotiation` (libpq 17): how TLS is started.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
 pub enum SslNegotiation {
@@ -331,6 +360,8 @@ pub struct Config {
     pub sslcert: Option<PathBuf>,
     /// `sslkey`: client private key.
     pub sslkey: Option<PathBuf>,
+    /// `sslcertmode` (libpq 16): `disable` never sends a client certificate.
+    pub sslcertmode: SslCertMode,
     /// `sslnegotiation` (libpq 17).
     pub sslnegotiation: SslNegotiation,
     /// `sslsni`: send the host name as TLS SNI (default true; never sent for an IP address).
@@ -373,6 +404,7 @@ impl fmt::Debug for Config {
             .field("sslrootcert", &self.sslrootcert)
             .field("sslcert", &self.sslcert)
             .field("sslkey", &self.sslkey)
+            .field("sslcertmode", &self.sslcertmode)
             .field("sslnegotiation", &self.sslnegotiation)
             .field("sslsni", &self.sslsni)
             .field("keepalives", &self.keepalives)
@@ -417,7 +449,7 @@ impl Config {
     /// Environment variables read: `PGHOST`, `PGHOSTADDR`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
     /// `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGPASSFILE`, `PGREQUIREAUTH`, `PGSSLMODE` (and the deprecated
     /// `PGREQUIRESSL`), `PGCHANNELBINDING`, `PGOPTIONS`, `PGTARGETSESSIONATTRS`, `PGSSLROOTCERT`, `PGSSLCERT`,
-    /// `PGSSLKEY`, `PGSSLNEGOTIATION`, `PGSSLSNI`.
+    /// `PGSSLKEY`, `PGSSLCERTMODE`, `PGSSLNEGOTIATION`, `PGSSLSNI`.
     ///
     /// A password file with group or world permissions, or that is not a regular file, is ignored with a warning
     /// on standard error, as libpq does; [`Config::from_env_and_str_with_warnings`] returns the warnings instead.
@@ -534,6 +566,9 @@ impl Config {
         if let Some(p) = &self.sslkey {
             kv("sslkey", &p.to_string_lossy());
         }
+        if self.sslcertmode != SslCertMode::default() {
+            kv("sslcertmode", self.sslcertmode.as_str());
+        }
         if self.sslnegotiation != SslNegotiation::default() {
             kv("sslnegotiation", self.sslnegotiation.as_str());
         }
@@ -628,6 +663,7 @@ enum Opt {
     SslCert,
     SslKey,
     SslNegotiation,
+    SslCertMode,
     SslSni,
     Keepalives,
     KeepalivesIdle,
@@ -659,6 +695,7 @@ impl Opt {
             Opt::SslCert => "sslcert",
             Opt::SslKey => "sslkey",
             Opt::SslNegotiation => "sslnegotiation",
+            Opt::SslCertMode => "sslcertmode",
             Opt::SslSni => "sslsni",
             Opt::Keepalives => "keepalives",
             Opt::KeepalivesIdle => "keepalives_idle",
@@ -689,6 +726,7 @@ impl Opt {
             Opt::SslCert => "PGSSLCERT",
             Opt::SslKey => "PGSSLKEY",
             Opt::SslNegotiation => "PGSSLNEGOTIATION",
+            Opt::SslCertMode => "PGSSLCERTMODE",
             Opt::SslSni => "PGSSLSNI",
             Opt::FallbackApplicationName
             | Opt::Replication
@@ -734,6 +772,7 @@ fn known(name: &str) -> Option<Known> {
         "sslcert" => Opt::SslCert,
         "sslkey" => Opt::SslKey,
         "sslnegotiation" => Opt::SslNegotiation,
+        "sslcertmode" => Opt::SslCertMode,
         "sslsni" => Opt::SslSni,
         "keepalives" => Opt::Keepalives,
         "keepalives_idle" => Opt::KeepalivesIdle,
@@ -752,12 +791,6 @@ fn known(name: &str) -> Option<Known> {
         }
         // Obsolete (TLS compression is gone) or cosmetic.
         "sslcompression" => return Some(Known::Ignored(|_| true, "")),
-        "sslcertmode" => {
-            return Some(Known::Ignored(
-                |v| v == "disable" || v == "allow",
-                "only \"disable\" and \"allow\" are accepted",
-            ))
-        }
         "load_balance_hosts" => {
             return Some(Known::Ignored(
                 |v| v == "disable",
@@ -1524,6 +1557,13 @@ fn resolve(raw: &Raw, sys: &Sys<'_>) -> Result<(Config, Vec<String>)> {
         _ => None,
     };
     let sslsni = enum_option(&look, Opt::SslSni, sni, "0 or 1")?.unwrap_or(true);
+    let sslcertmode = enum_option(
+        &look,
+        Opt::SslCertMode,
+        SslCertMode::parse,
+        "disable or allow (pgrepl cannot require that the server asks for a client certificate)",
+    )?
+    .unwrap_or_default();
     if sslnegotiation == SslNegotiation::Direct && !sslmode.requires_tls() {
         return Err(Error::config(
             "sslnegotiation",
@@ -1568,6 +1608,7 @@ fn resolve(raw: &Raw, sys: &Sys<'_>) -> Result<(Config, Vec<String>)> {
         sslrootcert,
         sslcert,
         sslkey,
+        sslcertmode,
         sslnegotiation,
         sslsni,
         keepalives,
@@ -2177,6 +2218,16 @@ mod tests {
         let e = err("sslnegotiation=tls");
         assert!(e.contains("\"sslnegotiation\""), "{e}");
 
+        assert_eq!(p("").unwrap().sslcertmode, SslCertMode::Allow);
+        assert_eq!(p("sslcertmode=disable").unwrap().sslcertmode, SslCertMode::Disable);
+        assert_eq!(p("sslcertmode=allow").unwrap().sslcertmode, SslCertMode::Allow);
+        assert_eq!(pe("", &[("PGSSLCERTMODE", "disable")]).unwrap().sslcertmode, SslCertMode::Disable);
+        assert_eq!(pe("sslcertmode=allow", &[("PGSSLCERTMODE", "disable")]).unwrap().sslcertmode, SslCertMode::Allow);
+        let e = err("sslcertmode=require");
+        assert!(e.contains("\"sslcertmode\"") && e.contains("disable or allow"), "{e}");
+        assert!(p("host=h sslcertmode=disable").unwrap().render().contains("sslcertmode=disable"));
+        assert!(!p("host=h sslcertmode=allow").unwrap().render().contains("sslcertmode"));
+
         assert!(p("").unwrap().sslsni);
         assert!(!p("sslsni=0").unwrap().sslsni);
         assert!(p("sslsni=1").unwrap().sslsni);
@@ -2260,7 +2311,6 @@ mod tests {
             "gsslib=gssapi",
             "sslcompression=1",
             "sslsni=0",
-            "sslcertmode=allow",
             "load_balance_hosts=disable",
             "ssl_min_protocol_version=TLSv1.2",
             "ssl_max_protocol_version=tlsv1.3",
@@ -2270,7 +2320,6 @@ mod tests {
         for (bad, key) in [
             ("gssencmode=require", "gssencmode"),
             ("load_balance_hosts=random", "load_balance_hosts"),
-            ("sslcertmode=require", "sslcertmode"),
             ("ssl_min_protocol_version=TLSv1.3", "ssl_min_protocol_version"),
             ("service=mydb", "service"),
             ("sslcrl=/crl.pem", "sslcrl"),
@@ -2916,6 +2965,7 @@ db.example.com:5432:shop:alice:first
         sslkey: Option<String>,
         direct: bool,
         sslsni: bool,
+        certmode_disable: bool,
     }
 
     prop_compose! {
@@ -2932,8 +2982,9 @@ db.example.com:5432:shop:alice:first
             sslkey in proptest::option::of(text(12)),
             direct in any::<bool>(),
             sslsni in any::<bool>(),
+            certmode_disable in any::<bool>(),
         ) -> TlsPart {
-            TlsPart { sslmode, channel_binding, sslrootcert, sslcert, sslkey, direct, sslsni }
+            TlsPart { sslmode, channel_binding, sslrootcert, sslcert, sslkey, direct, sslsni, certmode_disable }
         }
     }
 
@@ -3003,6 +3054,7 @@ db.example.com:5432:shop:alice:first
                 sslrootcert: tls.sslrootcert.map(PathBuf::from),
                 sslcert: tls.sslcert.map(PathBuf::from),
                 sslkey: tls.sslkey.map(PathBuf::from),
+                sslcertmode: if tls.certmode_disable { SslCertMode::Disable } else { SslCertMode::Allow },
                 sslnegotiation,
                 sslsni: tls.sslsni,
                 keepalives: net.keepalives,

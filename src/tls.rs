@@ -34,6 +34,8 @@
 //! - Client certificates: `sslcert`/`sslkey` (PEM; default `~/.postgresql/postgresql.crt` and `.key`, used
 //!   when the certificate file exists). The key file must not be readable by group or others (0600), or
 //!   0640 when owned by root — libpq's rule. Encrypted keys (`sslpassword`) are not supported.
+//!   `sslcertmode=disable` never sends one (nor reads the files); `allow` is the default; `require` is refused
+//!   (rustls does not tell whether the server asked for a certificate).
 //! - `sslsni` (default on) sends the host name as SNI, never for an IP address.
 //! - ALPN `postgresql` is offered on every TLS connection (libpq 17 does the same; older servers ignore it).
 //!
@@ -86,7 +88,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::auth::TlsInfo;
 use crate::client::Socket;
-use crate::config::{ChannelBinding, Config, Host, SslMode, SslNegotiation};
+use crate::config::{ChannelBinding, Config, Host, SslCertMode, SslMode, SslNegotiation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::proto::frontend;
 
@@ -430,6 +432,9 @@ fn system_roots() -> Result<RootCertStore> {
 /// The client certificate chain and key: `sslcert`/`sslkey`, else `~/.postgresql/postgresql.crt`/`.key`.
 /// No certificate file means no client certificate (libpq); a certificate without its key is an error.
 fn client_certificate(cfg: &Config) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>> {
+    if cfg.sslcertmode == SslCertMode::Disable {
+        return Ok(None);
+    }
     let Some(cert_path) = cfg.sslcert.clone().or_else(|| default_path("postgresql.crt")) else { return Ok(None) };
     if std::fs::metadata(&cert_path).is_err() {
         return Ok(None);

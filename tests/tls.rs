@@ -477,6 +477,14 @@ async fn client_certificate_logs_in_where_pg_hba_says_cert() {
 
     // No certificate: the server refuses.
     assert_fails(ssl_in_use(&ci("sslmode=require")).await, ErrorKind::Db, "certificate", "no client certificate");
+    // sslcertmode=disable: the configured certificate is not sent, so the server refuses too.
+    assert_fails(
+        ssl_in_use(&ci(&format!("sslmode=require {certs} sslcertmode=disable"))).await,
+        ErrorKind::Db,
+        "certificate",
+        "sslcertmode=disable",
+    );
+    assert!(ssl_in_use(&ci(&format!("sslmode=require {certs} sslcertmode=allow"))).await.unwrap());
     // The server authenticates by certificate alone: channel_binding=require must refuse (002_scram.pl).
     assert_fails(
         ssl_in_use(&ci(&format!("sslmode=require {certs} channel_binding=require"))).await,
