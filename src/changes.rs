@@ -560,8 +560,9 @@ impl ChangeStream {
         self.acked
     }
 
-    /// The highest flush position reported to the server so far: the acknowledgements, and the keepalive
-    /// positions the idle advance confirmed while nothing was pending. Nothing below it is sent again. An
+    /// The acknowledged position or, when higher, the highest flush position reported to the server so far (the
+    /// idle advance confirms keepalive positions past the last acknowledged commit while nothing is pending).
+    /// Nothing below it is delivered again. An
     /// application that stores it next to its acknowledged position (from time to time, or the value
     /// [`stop`](Self::stop) returns) and gives both back on the next start ([`ChangeStreamConfig::start`],
     /// [`ChangeStreamConfig::confirmed`]) is told [`StreamEvent::SlotAhead`] only when the slot is ahead of
