@@ -26,6 +26,13 @@ fn any_events(d: &mut AnyDecoder, p: &[u8]) -> Result<Vec<Event<'static>>, Strin
     Ok(v)
 }
 
+fn chunked_events(d: &mut ChunkedDecoder, p: &[u8]) -> Result<Vec<Event<'static>>, String> {
+    match d.feed(p) {
+        Ok(it) => it.map(|e| e.map(|e| e.into_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Finding 1: a URI with a raw NUL byte in a component is refused, as `%00` is; whatever parses renders back
 /// to the same config.
 fn conninfo(name: &str, data: &[u8]) {
@@ -82,10 +89,7 @@ fn wal2json_chunks(name: &str, data: &[u8]) {
     let mut ambiguous = 0;
     for p in data.split(|&b| b == 0).take(64) {
         let fmt = Format::detect(p).ok();
-        let events: Result<Vec<Event<'static>>, String> = match d.feed(p) {
-            Ok(it) => it.map(|e| e.map(|e| e.into_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let events = chunked_events(&mut d, p);
         if let Err(e) = &events {
             assert!(e.contains("at byte"), "{name}: untyped error {e}");
         }
@@ -104,13 +108,7 @@ fn wal2json_chunks(name: &str, data: &[u8]) {
                 if let Some((mut doc, mut evs, json)) = txn.take() {
                     doc.extend_from_slice(p);
                     evs.extend(ev);
-                    let mut whole = ChunkedDecoder::new();
-                    let w: Result<Vec<Event<'static>>, String> = match whole.feed(&doc) {
-                        Ok(it) => {
-                            it.map(|e| e.map(|e| e.into_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string())
-                        }
-                        Err(e) => Err(e.to_string()),
-                    };
+                    let w = chunked_events(&mut ChunkedDecoder::new(), &doc);
                     if json {
                         assert_eq!(w.as_ref(), Ok(&evs), "{name}: chunks and the reassembled document differ");
                     } else if w.as_ref() != Ok(&evs) {
