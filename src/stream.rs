@@ -307,9 +307,7 @@ impl ReplicationStream {
             Err(e) => Err(Error::closed(format!("replication task failed: {e}"))),
         }
     }
-}
 
-impl ReplicationStream {
     /// [`stop`](Self::stop), also returning the flush position of the final status update (what the slot has
     /// confirmed).
     pub async fn stop_confirmed(self) -> Result<(Client, Lsn)> {

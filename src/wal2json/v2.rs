@@ -182,15 +182,7 @@ pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>, 
         // Filled in place: a column is ~130 bytes, and building it aside then pushing it costs a memcpy call
         // per column.
         let n = out.len();
-        out.push(Column {
-            name: Cow::Borrowed(""),
-            type_name: None,
-            type_oid: None,
-            value: super::Value::Null,
-            optional: None,
-            position: None,
-            default: None,
-        });
+        out.push(Column::new("", super::Value::Null));
         if let Some(col) = out.last_mut() {
             if let Err(e) = column(cur, col, pool) {
                 out.truncate(n);
