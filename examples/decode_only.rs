@@ -1,0 +1,39 @@
+//! Decode every payload of a `.w2j` corpus once (for profilers: `valgrind --tool=callgrind`, `perf`).
+//! Usage: cargo run --release --example decode_only -- bench-data/v2.w2j [limit]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+use pgrepl::wal2json::{AnyDecoder, Event};
+
+#[path = "../tests/common/w2j.rs"]
+#[allow(dead_code)]
+mod w2j;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().expect("a .w2j file");
+    let limit: usize = args.next().map_or(usize::MAX, |s| s.parse().expect("a count"));
+    let (_, mut payloads) = w2j::read_w2j(std::path::Path::new(&path), false);
+    payloads.truncate(limit);
+    let t = std::time::Instant::now();
+    let mut d = AnyDecoder::new();
+    let mut n = 0usize;
+    for p in &payloads {
+        let mut it = d.feed(p).unwrap();
+        while let Some(ev) = it.next() {
+            let ev = ev.unwrap();
+            n += match &ev {
+                Event::Insert(c) | Event::Update(c) | Event::Delete(c) => c.columns.len() + c.identity.len(),
+                _ => 1,
+            };
+            it.recycle(ev);
+        }
+    }
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+    let s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "{} payloads, {:.1} MB, {n} columns/events, {:.3} s, {:.0} MB/s",
+        payloads.len(),
+        bytes as f64 / 1e6,
+        s,
+        bytes as f64 / 1e6 / s
+    );
+}
