@@ -89,6 +89,10 @@ impl Format {
     /// top-level keys are walked (their values skipped) up to the first that tells the format apart —
     /// `action`, `kind` or `change`.
     pub fn detect(payload: &[u8]) -> Result<Format> {
+        // wal2json's format 2 (checked once per payload by the stream and the decoder): `action` first
+        if payload.starts_with(b"{\"action\":") {
+            return Ok(Format::V2);
+        }
         let mut cur = Cursor::raw(payload);
         cur.ws();
         match cur.peek() {
@@ -172,6 +176,9 @@ pub fn boundary_after(payload: &[u8]) -> Result<Boundary> {
 /// The action letter of a format 2 payload (`action` is usually its first key; any top-level position is
 /// accepted, as the decoder accepts it).
 pub(crate) fn v2_action(payload: &[u8]) -> Option<u8> {
+    if let Some([a, b'"', ..]) = payload.strip_prefix(b"{\"action\":\"") {
+        return Some(*a).filter(|a| *a != b'\\' && *a != b'"');
+    }
     let mut cur = Cursor::raw(payload);
     cur.ws();
     cur.expect(b'{', "").ok()?;
