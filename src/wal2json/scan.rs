@@ -257,8 +257,14 @@ impl<'a> Cursor<'a> {
             };
             if b.get(end) == Some(&b'"') {
                 self.pos = end + 1;
-                // The runs come from the payload between ASCII delimiters and the escapes from chars: when the
-                // payload was validated up front this cannot fail, and otherwise this is the check.
+                if self.s.is_some() {
+                    debug_assert!(std::str::from_utf8(&out).is_ok());
+                    // SAFETY: the payload is valid UTF-8 (`self.s`), every run copied into `out` is a slice of it
+                    // between ASCII bytes (a quote, a backslash, the end of an escape sequence), which are
+                    // character boundaries, and every escape was written as a whole `char`.
+                    return Ok(Cow::Owned(unsafe { String::from_utf8_unchecked(out) }));
+                }
+                // a payload that is not UTF-8 as a whole (message content): this string must be
                 return String::from_utf8(out)
                     .map(Cow::Owned)
                     .map_err(|_| self.err_at(start, "string is not valid UTF-8"));
