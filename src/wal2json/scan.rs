@@ -983,21 +983,36 @@ pub(crate) fn find_quote_or_backslash(b: &[u8], i: usize) -> Option<usize> {
 #[inline(always)]
 fn sse2_find(b: &[u8], mut i: usize) -> Option<usize> {
     use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
-    // SAFETY: SSE2 is part of the x86_64 baseline. Every load reads exactly the 16 bytes of `chunk`, a
-    // bounds-checked subslice of `b`.
+    let len = b.len();
+    if len < 16 {
+        return swar_find(b, i);
+    }
+    let last = len - 16;
+    // SAFETY: SSE2 is part of the x86_64 baseline. Every load reads the 16 bytes at an offset `o <= len - 16`
+    // of `b`: `i` while `i <= last`, then `last` itself.
     unsafe {
         let q = _mm_set1_epi8(b'"' as i8);
         let bs = _mm_set1_epi8(b'\\' as i8);
-        while let Some(chunk) = i.checked_add(16).and_then(|e| b.get(i..e)) {
-            let v = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
-            let m = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)));
+        let mask = |o: usize| {
+            let v = _mm_loadu_si128(b.as_ptr().add(o) as *const __m128i);
+            _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs))) as u32
+        };
+        while i <= last {
+            let m = mask(i);
             if m != 0 {
                 return Some(i + m.trailing_zeros() as usize);
             }
             i += 16;
         }
+        if i < len {
+            // the tail: the payload's last 16 bytes, without the bits before `i`
+            let m = mask(last) >> (i - last);
+            if m != 0 {
+                return Some(i + m.trailing_zeros() as usize);
+            }
+        }
     }
-    swar_find(b, i)
+    None
 }
 
 #[inline(always)]
@@ -1162,6 +1177,18 @@ mod tests {
         // not UTF-8 around an escape: refused (the payload was not validated up front)
         let raw = b"\"\\n\xff\xfe0123456789abcdef\"";
         assert!(Cursor::new(raw).string_in(&mut pool).is_err());
+    }
+
+    proptest::proptest! {
+        /// The SIMD/SWAR search (blocks, the overlapping last block, short inputs) agrees with a plain scan from
+        /// every start position, including past the end.
+        #[test]
+        fn find_matches_naive(v in proptest::collection::vec(proptest::sample::select(vec![b'a', b'"', b'\\', 0xc3, b' ']), 0..80),
+                              start in 0usize..90) {
+            let naive = v.iter().skip(start).position(|&c| c == b'"' || c == b'\\').map(|k| k + start);
+            proptest::prop_assert_eq!(find_quote_or_backslash(&v, start), naive);
+            proptest::prop_assert_eq!(swar_find(&v, start), naive);
+        }
     }
 
     #[test]
