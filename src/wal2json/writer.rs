@@ -16,8 +16,6 @@
 //!
 //! The writer appends to a caller-owned `Vec<u8>` and allocates nothing else.
 
-use std::io::Write as _;
-
 use super::event::{Change, Column, Event, PkColumn, Transaction, Value};
 use super::scan::is_json_number;
 use crate::lsn::Lsn;
@@ -76,23 +74,27 @@ fn head(out: &mut Vec<u8>, action: u8, xid: Option<u64>, ts: Option<&str>, origi
     out.push(action);
     out.push(b'"');
     if let Some(x) = xid {
-        let _ = write!(out, ",\"xid\":{x}");
+        out.extend_from_slice(b",\"xid\":");
+        uint(out, x);
     }
     if let Some(t) = ts {
         key_str(out, "timestamp", t);
     }
     if let Some(o) = origin {
-        let _ = write!(out, ",\"origin\":{o}");
+        out.extend_from_slice(b",\"origin\":");
+        uint(out, u64::from(o));
     }
     if let Some(l) = lsn {
-        let _ = write!(out, ",\"lsn\":\"{l}\"");
+        out.extend_from_slice(b",\"lsn\":");
+        lsn_str(out, l);
     }
 }
 
 fn tx(out: &mut Vec<u8>, action: u8, t: &Transaction<'_>) {
     head(out, action, t.xid, t.timestamp.as_deref(), t.origin, t.lsn);
     if let Some(l) = t.next_lsn {
-        let _ = write!(out, ",\"nextlsn\":\"{l}\"");
+        out.extend_from_slice(b",\"nextlsn\":");
+        lsn_str(out, l);
     }
     out.push(b'}');
 }
@@ -136,7 +138,8 @@ fn columns(out: &mut Vec<u8>, cols: &[Column<'_>], full: bool) {
             key_str(out, "type", t);
         }
         if let Some(o) = c.type_oid {
-            let _ = write!(out, ",\"typeoid\":{o}");
+            out.extend_from_slice(b",\"typeoid\":");
+            int(out, o);
         }
         out.extend_from_slice(b",\"value\":");
         value(out, &c.value);
@@ -145,7 +148,8 @@ fn columns(out: &mut Vec<u8>, cols: &[Column<'_>], full: bool) {
                 out.extend_from_slice(if o { b",\"optional\":true" } else { b",\"optional\":false" });
             }
             if let Some(p) = c.position {
-                let _ = write!(out, ",\"position\":{p}");
+                out.extend_from_slice(b",\"position\":");
+                int(out, i64::from(p));
             }
             if let Some(d) = &c.default {
                 key_str(out, "default", d);
@@ -163,7 +167,8 @@ fn pk_column(out: &mut Vec<u8>, p: &PkColumn<'_>) {
         key_str(out, "type", t);
     }
     if let Some(o) = p.type_oid {
-        let _ = write!(out, ",\"typeoid\":{o}");
+        out.extend_from_slice(b",\"typeoid\":");
+        int(out, o);
     }
     out.push(b'}');
 }
@@ -187,23 +192,82 @@ fn key_str(out: &mut Vec<u8>, key: &str, s: &str) {
     string(out, s);
 }
 
-/// Whether a byte needs escaping: control characters, `"` and `\`.
+/// Whether a byte needs escaping: control characters, `"` and `\\`.
 #[inline(always)]
 fn needs_escape(c: u8) -> bool {
     c < 0x20 || c == b'"' || c == b'\\'
+}
+
+/// The 16 bytes at `i` and the mask of those that need escaping (bit k: byte k), or `None` when fewer than 16
+/// bytes are left.
+#[inline(always)]
+fn escape_mask(b: &[u8], i: usize) -> Option<(&[u8; 16], u32)> {
+    let block: &[u8; 16] = i.checked_add(16).and_then(|e| b.get(i..e)).and_then(|s| s.try_into().ok())?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of the x86_64 baseline; the load reads exactly the 16 bytes of `block`.
+        let m = unsafe {
+            let v = _mm_loadu_si128(block.as_ptr() as *const __m128i);
+            let ctl = _mm_set1_epi8(0x1f);
+            // unsigned v <= 0x1f  <=>  max(v, 0x1f) == 0x1f
+            let low = _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl);
+            let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let bs = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            _mm_movemask_epi8(_mm_or_si128(low, _mm_or_si128(q, bs))) as u32
+        };
+        Some((block, m))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut m = 0u32;
+        for (k, &c) in block.iter().enumerate() {
+            if needs_escape(c) {
+                m |= 1 << k;
+            }
+        }
+        Some((block, m))
+    }
 }
 
 /// `s` as a JSON string, with quotes.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
-    let mut run = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if !needs_escape(c) {
-            continue;
-        }
-        out.extend_from_slice(b.get(run..i).unwrap_or(&[]));
-        run = i + 1;
+    let mut i = 0;
+    loop {
+        // runs without escapes, 16 bytes at a time: each block copied whole (a fixed-size copy, no call) and the
+        // buffer cut back to the first byte that needs escaping
+        let at = match escape_mask(b, i) {
+            Some((block, 0)) => {
+                out.extend_from_slice(block);
+                i += 16;
+                continue;
+            }
+            Some((block, m)) => {
+                let n = m.trailing_zeros() as usize;
+                let len = out.len();
+                out.extend_from_slice(block);
+                out.truncate(len + n);
+                i + n
+            }
+            None => {
+                let rest = b.get(i..).unwrap_or(&[]);
+                match rest.iter().position(|&c| needs_escape(c)) {
+                    Some(n) => {
+                        out.extend_from_slice(rest.get(..n).unwrap_or(&[]));
+                        i + n
+                    }
+                    None => {
+                        out.extend_from_slice(rest);
+                        break;
+                    }
+                }
+            }
+        };
+        let Some(&c) = b.get(at) else { break };
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -218,7 +282,102 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
                 out.push(hex_digit(c & 15));
             }
         }
+        i = at + 1;
     }
-    out.extend_from_slice(b.get(run..).unwrap_or(&[]));
     out.push(b'"');
+}
+
+/// `v` in decimal (what `write!` would print, without the formatting machinery).
+fn uint(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut k = buf.len();
+    loop {
+        k -= 1;
+        if let Some(d) = buf.get_mut(k) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || k == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(buf.get(k..).unwrap_or(&[]));
+}
+
+fn int(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    uint(out, v.unsigned_abs());
+}
+
+/// An LSN as a JSON string, `"X/Y"` in uppercase hex without leading zeros (as wal2json and [`Lsn`]'s
+/// `Display` print it).
+fn lsn_str(out: &mut Vec<u8>, l: Lsn) {
+    fn hex(out: &mut Vec<u8>, v: u32) {
+        let digits = (8 - v.leading_zeros() / 4).max(1);
+        for k in (0..digits).rev() {
+            out.push(b"0123456789ABCDEF".get(((v >> (4 * k)) & 15) as usize).copied().unwrap_or(b'0'));
+        }
+    }
+    out.push(b'"');
+    hex(out, (l.0 >> 32) as u32);
+    out.push(b'/');
+    hex(out, l.0 as u32);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn s(v: &str) -> String {
+        let mut out = Vec::new();
+        string(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_escape_like_serde_json_around_the_blocks() {
+        for len in [0usize, 1, 15, 16, 17, 31, 32, 33, 40] {
+            for at in 0..=len {
+                for c in ["\"", "\\", "\n", "\t", "\r", "\u{8}", "\u{c}", "\u{1}", "\u{1f}", "\u{7f}", "é", " ", "/"] {
+                    let v = format!("{}{c}{}{c}", "a".repeat(at), "b".repeat(len - at));
+                    assert_eq!(s(&v), serde_json::to_string(&v).unwrap(), "{v:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_escape_like_serde_json(v in "\\PC*|[\\x00-\\x7f]{0,80}") {
+            proptest::prop_assert_eq!(s(&v), serde_json::to_string(&v).unwrap());
+        }
+
+        #[test]
+        fn numbers_and_lsns_print_like_display(u in proptest::prelude::any::<u64>(), i in proptest::prelude::any::<i64>()) {
+            let mut out = Vec::new();
+            uint(&mut out, u);
+            out.push(b' ');
+            int(&mut out, i);
+            out.push(b' ');
+            lsn_str(&mut out, Lsn(u));
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), format!("{u} {i} \"{}\"", Lsn(u)));
+        }
+    }
+
+    #[test]
+    fn number_edges() {
+        for (u, i) in [(0u64, 0i64), (9, -1), (10, i64::MIN), (u64::MAX, i64::MAX)] {
+            let mut out = Vec::new();
+            uint(&mut out, u);
+            out.push(b' ');
+            int(&mut out, i);
+            out.push(b' ');
+            lsn_str(&mut out, Lsn(u));
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{u} {i} \"{}\"", Lsn(u)));
+        }
+    }
 }
