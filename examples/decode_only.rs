@@ -15,25 +15,22 @@ fn main() {
     payloads.truncate(limit);
     let t = std::time::Instant::now();
     let mut d = AnyDecoder::new();
-    let mut n = 0usize;
+    let (mut events, mut columns) = (0usize, 0usize);
     for p in &payloads {
-        let mut it = d.feed(p).unwrap();
-        while let Some(ev) = it.next() {
-            let ev = ev.unwrap();
-            n += match &ev {
-                Event::Insert(c) | Event::Update(c) | Event::Delete(c) => c.columns.len() + c.identity.len(),
-                _ => 1,
-            };
-            it.recycle(ev);
-        }
+        events += d
+            .decode_each(p, |ev| {
+                if let Event::Insert(c) | Event::Update(c) | Event::Delete(c) = ev {
+                    columns += c.columns.len() + c.identity.len();
+                }
+            })
+            .unwrap();
     }
     let bytes: usize = payloads.iter().map(Vec::len).sum();
     let s = t.elapsed().as_secs_f64();
+    let mb = bytes as f64 / 1e6;
     eprintln!(
-        "{} payloads, {:.1} MB, {n} columns/events, {:.3} s, {:.0} MB/s",
+        "{} payloads, {mb:.1} MB, {events} events, {columns} columns, {s:.3} s, {:.0} MB/s",
         payloads.len(),
-        bytes as f64 / 1e6,
-        s,
-        bytes as f64 / 1e6 / s
+        mb / s
     );
 }

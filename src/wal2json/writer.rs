@@ -358,26 +358,25 @@ mod tests {
 
         #[test]
         fn numbers_and_lsns_print_like_display(u in proptest::prelude::any::<u64>(), i in proptest::prelude::any::<i64>()) {
-            let mut out = Vec::new();
-            uint(&mut out, u);
-            out.push(b' ');
-            int(&mut out, i);
-            out.push(b' ');
-            lsn_str(&mut out, Lsn(u));
-            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), format!("{u} {i} \"{}\"", Lsn(u)));
+            proptest::prop_assert_eq!(numbers(u, i), format!("{u} {i} \"{}\"", Lsn(u)));
         }
+    }
+
+    /// `u`, `i` and `Lsn(u)` as the writer prints them, separated by spaces.
+    fn numbers(u: u64, i: i64) -> String {
+        let mut out = Vec::new();
+        uint(&mut out, u);
+        out.push(b' ');
+        int(&mut out, i);
+        out.push(b' ');
+        lsn_str(&mut out, Lsn(u));
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn number_edges() {
         for (u, i) in [(0u64, 0i64), (9, -1), (10, i64::MIN), (u64::MAX, i64::MAX)] {
-            let mut out = Vec::new();
-            uint(&mut out, u);
-            out.push(b' ');
-            int(&mut out, i);
-            out.push(b' ');
-            lsn_str(&mut out, Lsn(u));
-            assert_eq!(String::from_utf8(out).unwrap(), format!("{u} {i} \"{}\"", Lsn(u)));
+            assert_eq!(numbers(u, i), format!("{u} {i} \"{}\"", Lsn(u)));
         }
     }
 }
