@@ -941,18 +941,8 @@ fn block_mask(b: &[u8], i: usize) -> Option<(&[u8; 16], u32)> {
     let block: &[u8; 16] = i.checked_add(16).and_then(|e| b.get(i..e)).and_then(|s| s.try_into().ok())?;
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        };
-        // SAFETY: SSE2 is part of the x86_64 baseline; the load reads exactly the 16 bytes of `block`.
-        let m = unsafe {
-            let v = _mm_loadu_si128(block.as_ptr() as *const __m128i);
-            _mm_movemask_epi8(_mm_or_si128(
-                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
-                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
-            ))
-        };
-        Some((block, m as u32))
+        // SAFETY: `block` is 16 readable bytes.
+        Some((block, unsafe { sse2_quote_mask(block.as_ptr()) }))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -982,37 +972,43 @@ pub(crate) fn find_quote_or_backslash(b: &[u8], i: usize) -> Option<usize> {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn sse2_find(b: &[u8], mut i: usize) -> Option<usize> {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
     let len = b.len();
     if len < 16 {
         return swar_find(b, i);
     }
     let last = len - 16;
-    // SAFETY: SSE2 is part of the x86_64 baseline. Every load reads the 16 bytes at an offset `o <= len - 16`
-    // of `b`: `i` while `i <= last`, then `last` itself.
-    unsafe {
-        let q = _mm_set1_epi8(b'"' as i8);
-        let bs = _mm_set1_epi8(b'\\' as i8);
-        let mask = |o: usize| {
-            let v = _mm_loadu_si128(b.as_ptr().add(o) as *const __m128i);
-            _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs))) as u32
-        };
-        while i <= last {
-            let m = mask(i);
-            if m != 0 {
-                return Some(i + m.trailing_zeros() as usize);
-            }
-            i += 16;
+    // SAFETY: every mask reads the 16 bytes at an offset `o <= len - 16` of `b`: `i` while `i <= last`, then
+    // `last` itself.
+    let mask = |o: usize| unsafe { sse2_quote_mask(b.as_ptr().add(o)) };
+    while i <= last {
+        let m = mask(i);
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize);
         }
-        if i < len {
-            // the tail: the payload's last 16 bytes, without the bits before `i`
-            let m = mask(last) >> (i - last);
-            if m != 0 {
-                return Some(i + m.trailing_zeros() as usize);
-            }
+        i += 16;
+    }
+    if i < len {
+        // the tail: the payload's last 16 bytes, without the bits before `i`
+        let m = mask(last) >> (i - last);
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize);
         }
     }
     None
+}
+
+/// Bit k set when byte k of the 16 bytes at `p` is `"` or `\`.
+///
+/// # Safety
+/// `p` must point to 16 readable bytes. (SSE2 itself is part of the x86_64 baseline.)
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn sse2_quote_mask(p: *const u8) -> u32 {
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+    let v = _mm_loadu_si128(p as *const __m128i);
+    let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+    let bs = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+    _mm_movemask_epi8(_mm_or_si128(q, bs)) as u32
 }
 
 #[inline(always)]
