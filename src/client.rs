@@ -56,23 +56,70 @@ impl Socket {
     /// `SO_RCVLOWAT` on a plain TCP socket: readiness is signalled only once `bytes` are queued (a read still
     /// returns whatever is there). `false` when not applicable (Unix socket, TLS) or refused.
     pub(crate) fn set_recv_lowat(&self, bytes: i32) -> bool {
+        self.set_sol_socket(libc::SO_RCVLOWAT, bytes)
+    }
+
+    /// `SO_RCVBUF` on a plain TCP socket: the receive buffer fixed at `bytes` (the kernel doubles it for its
+    /// bookkeeping, and stops tuning it). `false` when not applicable (Unix socket, TLS) or refused.
+    pub(crate) fn set_recv_buf(&self, bytes: i32) -> bool {
+        self.set_sol_socket(libc::SO_RCVBUF, bytes)
+    }
+
+    fn set_sol_socket(&self, option: libc::c_int, value: i32) -> bool {
         match self {
             Socket::Tcp(s) => {
                 use std::os::fd::AsRawFd;
-                let v: libc::c_int = bytes;
+                let v: libc::c_int = value;
                 // SAFETY: `s` owns a valid socket descriptor for the whole call, and the option value is a live
                 // c_int passed with its exact size.
                 unsafe {
                     libc::setsockopt(
                         s.as_raw_fd(),
                         libc::SOL_SOCKET,
-                        libc::SO_RCVLOWAT,
+                        option,
                         (&v as *const libc::c_int).cast::<libc::c_void>(),
                         std::mem::size_of::<libc::c_int>() as libc::socklen_t,
                     ) == 0
                 }
             }
             _ => false,
+        }
+    }
+
+    /// The smallest round-trip time the kernel has seen on a plain TCP connection (`TCP_INFO`, Linux), `None`
+    /// when unknown: another transport or platform, or no sample yet.
+    pub(crate) fn min_rtt(&self) -> Option<std::time::Duration> {
+        match self {
+            #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+            Socket::Tcp(s) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: tcp_info is plain old data, valid when zeroed.
+                let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+                let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+                // SAFETY: `s` owns a valid socket descriptor; `info` is writable for `len` bytes, and the kernel
+                // writes at most `len` bytes and stores the length it wrote in `len`.
+                let rc = unsafe {
+                    libc::getsockopt(
+                        s.as_raw_fd(),
+                        libc::IPPROTO_TCP,
+                        libc::TCP_INFO,
+                        (&mut info as *mut libc::tcp_info).cast::<libc::c_void>(),
+                        &mut len,
+                    )
+                };
+                // Older kernels fill a shorter struct: take tcpi_min_rtt (Linux 4.6) only when it was written,
+                // else the smoothed tcpi_rtt. Both are in microseconds; 0 means no sample.
+                let end_of_min_rtt = std::mem::offset_of!(libc::tcp_info, tcpi_min_rtt) + 4;
+                let us = if rc != 0 {
+                    0
+                } else if len as usize >= end_of_min_rtt {
+                    info.tcpi_min_rtt
+                } else {
+                    info.tcpi_rtt
+                };
+                (us > 0).then(|| std::time::Duration::from_micros(u64::from(us)))
+            }
+            _ => None,
         }
     }
 }
@@ -583,5 +630,57 @@ mod tests {
         assert_eq!(parse_pg_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_pg_duration("0"), None);
         assert_eq!(parse_pg_duration("x"), None);
+    }
+
+    fn sockopt(s: &TcpStream, level: libc::c_int, option: libc::c_int) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid descriptor, and `v` writable for `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                level,
+                option,
+                (&mut v as *mut libc::c_int).cast::<libc::c_void>(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        v
+    }
+
+    #[tokio::test]
+    async fn tcp_socket_options_and_round_trip() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut sock = Socket::Tcp(client.unwrap());
+        let (mut peer, _) = accepted.unwrap();
+        // one exchange each way, so that the kernel has round-trip samples
+        peer.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        sock.read_exact(&mut b).await.unwrap();
+        sock.write_all(b"y").await.unwrap();
+        peer.read_exact(&mut b).await.unwrap();
+        let Socket::Tcp(s) = &sock else { unreachable!() };
+
+        assert!(sock.set_recv_lowat(4096));
+        assert_eq!(sockopt(s, libc::SOL_SOCKET, libc::SO_RCVLOWAT), 4096);
+        // SO_RCVBUF: the kernel books twice the value asked for, up to net.core.rmem_max
+        let rmem_max: libc::c_int = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(sock.set_recv_buf(96 * 1024));
+        if rmem_max >= 96 * 1024 {
+            assert_eq!(sockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUF), 2 * 96 * 1024);
+        }
+        #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+        {
+            let rtt = sock.min_rtt().expect("a round trip was sampled");
+            assert!(rtt > Duration::ZERO && rtt < Duration::from_secs(10), "{rtt:?}");
+        }
     }
 }

@@ -7,7 +7,8 @@ use pgrepl::client::Client;
 use pgrepl::cluster::{ClusterOptions, TempCluster};
 use pgrepl::config::Config;
 use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
-use pgrepl::stream::StreamConfig;
+use pgrepl::proto::replication::XLogData;
+use pgrepl::stream::{ReplicationStream, StreamConfig};
 use pgrepl::Lsn;
 
 fn cluster(wal_sender_timeout: Duration) -> TempCluster {
@@ -209,4 +210,44 @@ async fn end_position_inside_a_transaction_delivers_all_of_it() {
     }
     assert_eq!(inserts, 10001, "both transactions up to and across the end position, whole");
     assert_eq!(commits, 2);
+}
+
+async fn next_message(s: &mut ReplicationStream) -> XLogData {
+    tokio::time::timeout(Duration::from_secs(30), s.next()).await.expect("timed out").unwrap().expect("stream ended")
+}
+
+/// A bulk transaction turns read coalescing on (over TCP loopback, the window mode: a fixed receive buffer and
+/// a low-water mark as high as it allows); a lone small transaction afterwards must still arrive, woken by the
+/// linger timer rather than a low-water mark it never reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_transaction_after_a_bulk_one_still_arrives() {
+    let c = cluster(Duration::from_secs(60));
+    c.psql("postgres", "CREATE TABLE bulk(id int PRIMARY KEY, v text)").unwrap();
+    let mut client = repl_client(&c, "postgres").await;
+    create_slot(&mut client, "bulk").await;
+    c.psql("postgres", "INSERT INTO bulk SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g").unwrap();
+    let cfg = StreamConfig { idle_advance: false, ..Default::default() };
+    let mut stream = client.start_replication("bulk", Lsn::INVALID, &v2(), cfg).await.unwrap();
+    let mut inserts = 0;
+    loop {
+        let m = next_message(&mut stream).await;
+        match action(&m.data) {
+            b'I' => inserts += 1,
+            b'C' => break,
+            _ => {}
+        }
+    }
+    assert_eq!(inserts, 200000);
+    // the bulk transaction was read; now a single row, well under any low-water mark
+    c.psql("postgres", "INSERT INTO bulk VALUES (0, 'last')").unwrap();
+    let mut seen = vec![];
+    loop {
+        let m = next_message(&mut stream).await;
+        seen.push(action(&m.data));
+        if action(&m.data) == b'C' {
+            break;
+        }
+    }
+    assert_eq!(seen, b"BIC");
+    stream.stop().await.unwrap().close().await.unwrap();
 }
