@@ -220,8 +220,8 @@ impl ChunkedDecoder {
                 State::ChunkChange
             }
             Format::V1Chunk(ChunkKind::End) => {
-                cur.expect(b']', "expected ']'")?;
-                cur.expect(b'}', "expected '}'")?;
+                cur.require(b']', "expected ']'")?;
+                cur.require(b'}', "expected '}'")?;
                 if !cur.at_end() {
                     return Err(cur.err("trailing characters after a chunk end"));
                 }

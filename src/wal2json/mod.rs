@@ -181,7 +181,7 @@ pub(crate) fn v2_action(payload: &[u8]) -> Option<u8> {
     }
     let mut cur = Cursor::raw(payload);
     cur.ws();
-    cur.expect(b'{', "").ok()?;
+    cur.require(b'{', "").ok()?;
     loop {
         if cur.key().ok()? == b"action" {
             break;
@@ -200,7 +200,7 @@ pub(crate) fn v2_action(payload: &[u8]) -> Option<u8> {
 
 fn v2_message_transactional(payload: &[u8]) -> Result<bool> {
     let mut cur = Cursor::raw(payload);
-    cur.expect(b'{', "expected '{'")?;
+    cur.require(b'{', "expected '{'")?;
     loop {
         let key = cur.key()?;
         if key == b"transactional" {

@@ -123,8 +123,9 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Consume `c` or fail with a decode error saying `what` (a `Result`, not a panic).
     #[inline(always)]
-    pub(crate) fn expect(&mut self, c: u8, what: &str) -> Result<()> {
+    pub(crate) fn require(&mut self, c: u8, what: &str) -> Result<()> {
         if self.eat(c) {
             Ok(())
         } else {
@@ -407,7 +408,7 @@ impl<'a> Cursor<'a> {
         if self.peek() == Some(b':') {
             self.pos += 1;
         } else {
-            self.expect(b':', "expected ':' after a key")?;
+            self.require(b':', "expected ':' after a key")?;
         }
         Ok(self.bytes_range(s, e))
     }
@@ -674,7 +675,7 @@ impl<'a> Cursor<'a> {
         n: usize,
         mut set: impl FnMut(usize, Option<Cow<'a, str>>) -> Result<()>,
     ) -> Result<()> {
-        self.expect(b'[', "expected '['")?;
+        self.require(b'[', "expected '['")?;
         let open = self.pos;
         // 1. as JSON
         let mut c = *self;
@@ -706,7 +707,7 @@ impl<'a> Cursor<'a> {
                 if self.eat(b']') {
                     return Ok(());
                 }
-                self.expect(b',', "expected ','")?;
+                self.require(b',', "expected ','")?;
             }
         }
         // 2. raw split into exactly n entries: first with every entry a plausible SQL expression (balanced

@@ -13,16 +13,16 @@ use super::Scratch;
 /// The document header, from `{` up to and including `"change":[`. Keys other than xid/nextlsn/timestamp/origin
 /// are skipped.
 pub(crate) fn header<'a>(cur: &mut Cursor<'a>) -> Result<Transaction<'a>> {
-    cur.expect(b'{', "expected '{'")?;
+    cur.require(b'{', "expected '{'")?;
     let mut t = Transaction::default();
     loop {
         let key = cur.key()?;
         if key == b"change" {
-            cur.expect(b'[', "expected '[' after \"change\"")?;
+            cur.require(b'[', "expected '[' after \"change\"")?;
             return Ok(t);
         }
         header_key(cur, key, &mut t)?;
-        cur.expect(b',', "expected ',' (a document needs a \"change\" array)")?;
+        cur.require(b',', "expected ',' (a document needs a \"change\" array)")?;
     }
 }
 
@@ -43,7 +43,7 @@ pub(crate) fn trailer<'a>(cur: &mut Cursor<'a>, t: &mut Transaction<'a>) -> Resu
         let key = cur.key()?;
         header_key(cur, key, t)?;
     }
-    cur.expect(b'}', "expected '}' after the change array")?;
+    cur.require(b'}', "expected '}' after the change array")?;
     if !cur.at_end() {
         return Err(cur.err("trailing characters after the document"));
     }
@@ -91,7 +91,7 @@ fn slot<'a, 'v>(cur: &Cursor<'_>, cols: &'v mut Vec<Column<'a>>, i: usize) -> Re
 /// `[e0, e1, …]`, calling `f(cursor, index)` for each element; returns the count.
 #[inline]
 fn array<'a>(cur: &mut Cursor<'a>, mut f: impl FnMut(&mut Cursor<'a>, usize) -> Result<()>) -> Result<usize> {
-    cur.expect(b'[', "expected '['")?;
+    cur.require(b'[', "expected '['")?;
     if cur.eat(b']') {
         return Ok(0);
     }
@@ -102,7 +102,7 @@ fn array<'a>(cur: &mut Cursor<'a>, mut f: impl FnMut(&mut Cursor<'a>, usize) -> 
         if cur.eat(b',') {
             continue;
         }
-        cur.expect(b']', "expected ',' or ']'")?;
+        cur.require(b']', "expected ',' or ']'")?;
         return Ok(i);
     }
 }
@@ -225,7 +225,7 @@ const OLDKEYS_KEYS: [&[u8]; 4] = [b"\"keynames\":", b"\"keytypes\":", b"\"keytyp
 /// One change object `{"kind":…}`.
 pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<Event<'a>> {
     let start = cur.pos;
-    cur.expect(b'{', "expected '{'")?;
+    cur.require(b'{', "expected '{'")?;
     let mut kind: Option<&'a [u8]> = None;
     let mut kind_at = start;
     let mut schema: Option<Cow<'a, str>> = None;
@@ -314,7 +314,7 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
             if cur.eat(b',') {
                 continue;
             }
-            cur.expect(b'}', "expected ',' or '}'")?;
+            cur.require(b'}', "expected ',' or '}'")?;
             return Ok(());
         }
     })();
@@ -383,7 +383,7 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
 /// `{"pknames":[…],"pktypes":[…]}`
 fn pk_object<'a>(cur: &mut Cursor<'a>, out: &mut Vec<PkColumn<'a>>) -> Result<()> {
     let at = cur.pos;
-    cur.expect(b'{', "expected '{'")?;
+    cur.require(b'{', "expected '{'")?;
     if cur.eat(b'}') {
         return Ok(());
     }
@@ -416,7 +416,7 @@ fn pk_object<'a>(cur: &mut Cursor<'a>, out: &mut Vec<PkColumn<'a>>) -> Result<()
         if cur.eat(b',') {
             continue;
         }
-        cur.expect(b'}', "expected ',' or '}'")?;
+        cur.require(b'}', "expected ',' or '}'")?;
         break;
     }
     if lens.iter().flatten().any(|&n| n != out.len()) {
@@ -427,7 +427,7 @@ fn pk_object<'a>(cur: &mut Cursor<'a>, out: &mut Vec<PkColumn<'a>>) -> Result<()
 
 /// `{"keynames":[…],"keytypes":[…],"keytypeoids":[…],"keyvalues":[…]}`
 fn oldkeys<'a>(cur: &mut Cursor<'a>, ident: &mut Vec<Column<'a>>, pool: &mut Vec<String>) -> Result<()> {
-    cur.expect(b'{', "expected '{'")?;
+    cur.require(b'{', "expected '{'")?;
     if cur.eat(b'}') {
         return Ok(());
     }
@@ -455,7 +455,7 @@ fn oldkeys<'a>(cur: &mut Cursor<'a>, ident: &mut Vec<Column<'a>>, pool: &mut Vec
         if cur.eat(b',') {
             continue;
         }
-        cur.expect(b'}', "expected ',' or '}'")?;
+        cur.require(b'}', "expected ',' or '}'")?;
         return Ok(());
     }
 }

@@ -16,7 +16,7 @@ use super::Scratch;
 /// Decode one format 2 payload (the whole input must be one object, optionally surrounded by whitespace).
 pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<Event<'a>> {
     let obj_start = cur.pos;
-    cur.expect(b'{', "expected '{'")?;
+    cur.require(b'{', "expected '{'")?;
     let mut action: Option<u8> = None;
     let mut xid: Option<u64> = None;
     let mut timestamp: Option<Cow<'a, str>> = None;
@@ -96,7 +96,7 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
             if cur.eat(b',') {
                 continue;
             }
-            cur.expect(b'}', "expected ',' or '}'")?;
+            cur.require(b'}', "expected ',' or '}'")?;
             break;
         }
     }
@@ -174,7 +174,7 @@ const KEY_ORDER: [&[u8]; 14] = [
 /// `[{"name":…,"type":…,"typeoid":…,"value":…,"optional":…,"position":…,"default":…},…]`
 #[inline]
 pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>, pool: &mut Vec<String>) -> Result<()> {
-    cur.expect(b'[', "expected '['")?;
+    cur.require(b'[', "expected '['")?;
     if cur.eat(b']') {
         return Ok(());
     }
@@ -192,7 +192,7 @@ pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>, 
         if cur.eat(b',') {
             continue;
         }
-        cur.expect(b']', "expected ',' or ']'")?;
+        cur.require(b']', "expected ',' or ']'")?;
         return Ok(());
     }
 }
@@ -226,13 +226,13 @@ fn column<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<String>
         }
         // anything else: the general loop below takes over after a ','
         if !cur.eat(b',') {
-            cur.expect(b'}', "expected ',' or '}'")?;
+            cur.require(b'}', "expected ',' or '}'")?;
             return Ok(());
         }
         column_keys(cur, col, pool)?;
         return Ok(());
     }
-    cur.expect(b'{', "expected '{'")?;
+    cur.require(b'{', "expected '{'")?;
     if cur.eat(b'}') {
         return Err(cur.err_at(start, "column without \"name\""));
     }
@@ -263,20 +263,20 @@ fn column_keys<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<St
         if cur.eat(b',') {
             continue;
         }
-        cur.expect(b'}', "expected ',' or '}'")?;
+        cur.require(b'}', "expected ',' or '}'")?;
         return Ok(has_name);
     }
 }
 
 /// `[{"name":…,"type":…,"typeoid":…},…]`
 fn pk_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<PkColumn<'a>>) -> Result<()> {
-    cur.expect(b'[', "expected '['")?;
+    cur.require(b'[', "expected '['")?;
     if cur.eat(b']') {
         return Ok(());
     }
     loop {
         let start = cur.pos;
-        cur.expect(b'{', "expected '{'")?;
+        cur.require(b'{', "expected '{'")?;
         let mut pk = PkColumn { name: Cow::Borrowed(""), type_name: None, type_oid: None };
         let mut has_name = false;
         if !cur.eat(b'}') {
@@ -293,7 +293,7 @@ fn pk_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<PkColumn<'a>>) -> Result<()> 
                 if cur.eat(b',') {
                     continue;
                 }
-                cur.expect(b'}', "expected ',' or '}'")?;
+                cur.require(b'}', "expected ',' or '}'")?;
                 break;
             }
         }
@@ -304,7 +304,7 @@ fn pk_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<PkColumn<'a>>) -> Result<()> 
         if cur.eat(b',') {
             continue;
         }
-        cur.expect(b']', "expected ',' or ']'")?;
+        cur.require(b']', "expected ',' or ']'")?;
         return Ok(());
     }
 }
