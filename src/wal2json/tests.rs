@@ -831,3 +831,28 @@ fn quirk_budget_is_per_payload() {
     let limit = std::time::Duration::from_secs(5);
     assert!(t1 < limit && t2 < limit && t3 < limit, "{t1:?} {t2:?} {t3:?}");
 }
+
+#[test]
+fn push_in_place_is_push() {
+    // owning elements (a drop per element), across several reallocations, with writes through the returned
+    // reference, against plain push
+    let mut v: Vec<String> = Vec::new();
+    let mut reference: Vec<String> = Vec::new();
+    for i in 0..1000 {
+        let e = super::push_in_place(&mut v, || format!("e{i}"));
+        e.push('!');
+        reference.push(format!("e{i}!"));
+        assert_eq!(v.len(), i + 1);
+        assert_eq!(v.last(), reference.last());
+    }
+    assert_eq!(v, reference);
+    v.truncate(10);
+    assert_eq!(v, reference[..10]);
+    // into spare room left by a reservation: no reallocation, the element lands after the existing ones
+    let mut w: Vec<String> = Vec::with_capacity(4);
+    w.push("a".into());
+    let before = w.as_ptr();
+    super::push_in_place(&mut w, || "b".into()).push('c');
+    assert_eq!(w, ["a", "bc"]);
+    assert_eq!(w.as_ptr(), before);
+}

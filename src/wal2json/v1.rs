@@ -83,7 +83,7 @@ pub(crate) fn starts_nontx_message(cur: &Cursor<'_>) -> bool {
 #[inline]
 fn slot<'a, 'v>(cur: &Cursor<'_>, cols: &'v mut Vec<Column<'a>>, i: usize) -> Result<&'v mut Column<'a>> {
     if i == cols.len() {
-        cols.push(Column::new("", Value::Null));
+        return Ok(super::push_in_place(cols, || Column::new("", Value::Null)));
     }
     cols.get_mut(i).ok_or_else(|| cur.err("column arrays of different lengths"))
 }
@@ -185,7 +185,8 @@ impl ArrayCache {
 fn names_from_cache<'a>(cur: &mut Cursor<'a>, cache: &ArrayCache, cols: &mut Vec<Column<'a>>) -> Result<bool> {
     let Some(at) = cache.matches(cur) else { return Ok(false) };
     for &(s, e) in &cache.spans {
-        cols.push(Column::new(Cow::Borrowed(cur.str_range(at + s, at + e)?), Value::Null));
+        let name = cur.str_range(at + s, at + e)?;
+        super::push_in_place(cols, || Column::new(Cow::Borrowed(name), Value::Null));
     }
     Ok(true)
 }

@@ -179,15 +179,12 @@ pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>, 
         return Ok(());
     }
     loop {
-        // Filled in place: a column is ~130 bytes, and building it aside then pushing it costs a memcpy call
-        // per column.
+        // Filled in place (see push_in_place).
         let n = out.len();
-        out.push(Column::new("", super::Value::Null));
-        if let Some(col) = out.last_mut() {
-            if let Err(e) = column(cur, col, pool) {
-                out.truncate(n);
-                return Err(e);
-            }
+        let col = super::push_in_place(out, || Column::new("", super::Value::Null));
+        if let Err(e) = column(cur, col, pool) {
+            out.truncate(n);
+            return Err(e);
         }
         if cur.eat(b',') {
             continue;
