@@ -256,7 +256,7 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
                         let at = array_start(cur);
                         let fresh = cols.is_empty();
                         column_array(cur, &mut cols, |c, col| {
-                            col.name = c.string_in(&mut scratch.strings)?;
+                            c.string_into(&mut col.name, &mut scratch.strings)?;
                             Ok(())
                         })?;
                         if fresh {
@@ -268,7 +268,7 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
                     if !types_from_cache(cur, &scratch.types_cache, &mut cols)? {
                         let at = array_start(cur);
                         column_array(cur, &mut cols, |c, col| {
-                            col.type_name = Some(c.type_name()?);
+                            c.type_name_into(&mut col.type_name)?;
                             Ok(())
                         })?;
                         scratch.types_cache.record(cur, at, cols.iter().filter_map(|c| c.type_name.as_ref()));
@@ -296,7 +296,7 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
                     })?;
                 }
                 b"columnvalues" => column_array(cur, &mut cols, |c, col| {
-                    col.value = c.value_in(&mut scratch.strings)?;
+                    c.value_into(&mut col.value, &mut scratch.strings)?;
                     Ok(())
                 })?,
                 b"pk" => {
@@ -436,11 +436,11 @@ fn oldkeys<'a>(cur: &mut Cursor<'a>, ident: &mut Vec<Column<'a>>, pool: &mut Vec
     loop {
         match cur.predicted_key(&OLDKEYS_KEYS, &mut hint)? {
             b"keynames" => column_array(cur, ident, |c, col| {
-                col.name = c.string_in(pool)?;
+                c.string_into(&mut col.name, pool)?;
                 Ok(())
             })?,
             b"keytypes" => column_array(cur, ident, |c, col| {
-                col.type_name = Some(c.type_name()?);
+                c.type_name_into(&mut col.type_name)?;
                 Ok(())
             })?,
             b"keytypeoids" => column_array(cur, ident, |c, col| {
@@ -448,7 +448,7 @@ fn oldkeys<'a>(cur: &mut Cursor<'a>, ident: &mut Vec<Column<'a>>, pool: &mut Vec
                 Ok(())
             })?,
             b"keyvalues" => column_array(cur, ident, |c, col| {
-                col.value = c.value_in(pool)?;
+                c.value_into(&mut col.value, pool)?;
                 Ok(())
             })?,
             _ => cur.skip_value()?,

@@ -199,15 +199,15 @@ fn column<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<String>
     let start = cur.pos;
     // Fast path: wal2json's own key order, matched as literals.
     if cur.lit(b"{\"name\":") {
-        col.name = cur.string_in(pool)?;
+        cur.string_into(&mut col.name, pool)?;
         if cur.lit(b",\"type\":") {
-            col.type_name = Some(cur.type_name()?);
+            cur.type_name_into(&mut col.type_name)?;
         }
         if cur.lit(b",\"typeoid\":") {
             col.type_oid = Some(cur.i64()?);
         }
         if cur.lit(b",\"value\":") {
-            col.value = cur.value_in(pool)?;
+            cur.value_into(&mut col.value, pool)?;
             if cur.lit(b",\"optional\":") {
                 col.optional = Some(cur.boolean()?);
             }
@@ -246,12 +246,12 @@ fn column_keys<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<St
     loop {
         match cur.key()? {
             b"name" => {
-                col.name = cur.string_in(pool)?;
+                cur.string_into(&mut col.name, pool)?;
                 has_name = true;
             }
-            b"type" => col.type_name = Some(cur.type_name()?),
+            b"type" => cur.type_name_into(&mut col.type_name)?,
             b"typeoid" => col.type_oid = Some(cur.i64()?),
-            b"value" => col.value = cur.value_in(pool)?,
+            b"value" => cur.value_into(&mut col.value, pool)?,
             b"optional" => col.optional = Some(cur.boolean()?),
             b"position" => col.position = Some(cur.i32()?),
             b"default" => col.default = cur.default_v2()?,
