@@ -137,7 +137,9 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     pub(crate) fn str_range(&self, start: usize, end: usize) -> Result<&'a str> {
         match self.s {
-            Some(s) => s.get(start..end).ok_or_else(|| self.err_at(start, "string is not on a character boundary")),
+            Some(s) => {
+                str_get(s, start, end).ok_or_else(|| self.err_at(start, "string is not on a character boundary"))
+            }
             None => {
                 let b = self.b.get(start..end).unwrap_or(&[]);
                 std::str::from_utf8(b).map_err(|e| self.err_at(start + e.valid_up_to(), "string is not valid UTF-8"))
@@ -581,6 +583,21 @@ fn skip_ws_at(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// `s.get(start..end)`, inlined: the standard one was an out-of-line call per string on the hot path.
+#[inline(always)]
+fn str_get(s: &str, start: usize, end: usize) -> Option<&str> {
+    let b = s.as_bytes();
+    // A char boundary: the end, or a byte that is not a UTF-8 continuation byte (0b10xx_xxxx).
+    let boundary = |i: usize| i == b.len() || b.get(i).is_some_and(|&c| (c as i8) >= -0x40);
+    if start <= end && end <= b.len() && boundary(start) && boundary(end) {
+        // SAFETY: `start..end` is in bounds and both ends are on char boundaries (checked just above), which is
+        // all `str::get_unchecked` requires.
+        Some(unsafe { s.get_unchecked(start..end) })
+    } else {
+        None
+    }
 }
 
 /// The quirk-aware readers for the parts of wal2json output that are not always valid JSON.
@@ -1275,6 +1292,17 @@ mod tests {
                     assert_eq!(a.pos, b.pos, "{src:?}");
                 }
                 Err(_) => assert!(r.is_err(), "{src:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn str_get_is_str_get() {
+        for s in ["", "a", "é", "aé€𝄞b\"", "\u{7f}\u{80}\u{7ff}\u{800}\u{ffff}\u{10000}"] {
+            for start in 0..=s.len() + 2 {
+                for end in 0..=s.len() + 2 {
+                    assert_eq!(str_get(s, start, end), s.get(start..end), "{s:?} {start}..{end}");
+                }
             }
         }
     }
