@@ -466,7 +466,8 @@ impl<'a> Cursor<'a> {
         let rest = self.rest();
         for (i, k) in order.iter().enumerate().skip(*hint) {
             // cheap rejections before the comparison: the first letter and the closing quote's place
-            if rest.get(1) == k.get(1) && rest.get(k.len().wrapping_sub(2)) == Some(&b'"') && rest.starts_with(k) {
+            if rest.get(1) == k.get(1) && rest.get(k.len().wrapping_sub(2)) == Some(&b'"') && starts_with_short(rest, k)
+            {
                 *hint = i + 1;
                 let start = self.pos + 1;
                 self.pos += k.len();
@@ -583,6 +584,24 @@ fn skip_ws_at(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// `a.starts_with(b)` for a `b` of a few bytes (the keys `predicted_key` tries): two overlapping word
+/// comparisons instead of a `memcmp` call.
+#[inline(always)]
+fn starts_with_short(a: &[u8], b: &[u8]) -> bool {
+    let n = b.len();
+    let word = |s: &[u8], at: usize| s.get(at..at + 8).and_then(|w| w.try_into().ok()).map(u64::from_ne_bytes);
+    let half = |s: &[u8], at: usize| s.get(at..at + 4).and_then(|w| w.try_into().ok()).map(u32::from_ne_bytes);
+    if a.len() < n {
+        false
+    } else if (8..=16).contains(&n) {
+        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+    } else if (4..8).contains(&n) {
+        half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4)
+    } else {
+        a.starts_with(b)
+    }
 }
 
 /// `s.get(start..end)`, inlined: the standard one was an out-of-line call per string on the hot path.
@@ -1292,6 +1311,25 @@ mod tests {
                     assert_eq!(a.pos, b.pos, "{src:?}");
                 }
                 Err(_) => assert!(r.is_err(), "{src:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn starts_with_short_is_starts_with() {
+        let a = b"\"timestamp\":\"2026\",0123456789abcdefghij";
+        for end in 0..=a.len() {
+            for n in 0..=20 {
+                let hay = &a[..end];
+                for k in [&a[..n.min(a.len())], b"\"timestamq\":\"2026\",01234", b"x\"timestamp\":\"2026\",01234"] {
+                    let k = &k[..n.min(k.len())];
+                    assert_eq!(starts_with_short(hay, k), hay.starts_with(k), "{hay:?} {k:?}");
+                    let mut flipped = k.to_vec();
+                    if let Some(last) = flipped.last_mut() {
+                        *last ^= 1;
+                    }
+                    assert_eq!(starts_with_short(hay, &flipped), hay.starts_with(&flipped), "{hay:?} {flipped:?}");
+                }
             }
         }
     }
