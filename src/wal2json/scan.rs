@@ -329,7 +329,7 @@ impl<'a> Cursor<'a> {
     /// Consume `lit` if the input continues with exactly it (no whitespace skipping: the fast paths).
     #[inline(always)]
     pub(crate) fn lit(&mut self, lit: &[u8]) -> bool {
-        if self.rest().starts_with(lit) {
+        if starts_with_short(self.rest(), lit) {
             self.pos += lit.len();
             true
         } else {
@@ -586,8 +586,8 @@ fn skip_ws_at(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// `a.starts_with(b)` for a `b` of a few bytes (the keys `predicted_key` tries): two overlapping word
-/// comparisons instead of a `memcmp` call.
+/// `a.starts_with(b)` for a `b` of a few bytes (the keys `predicted_key` tries, the literals of `lit`): two
+/// overlapping word comparisons instead of a `memcmp` call or a byte-wise loop.
 #[inline(always)]
 fn starts_with_short(a: &[u8], b: &[u8]) -> bool {
     let n = b.len();
