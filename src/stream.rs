@@ -438,13 +438,12 @@ impl Coalescer {
         hot && !self.on
     }
 
-    /// Start coalescing on `sock` (choosing the mode the first time); `false` if the socket refused.
-    fn start(&mut self, sock: &Socket) -> bool {
+    /// Start coalescing on `sock`, choosing the mode the first time (`on` stays false if the socket refuses).
+    fn start(&mut self, sock: &Socket) {
         let mode = *self
             .mode
             .get_or_insert_with(|| CoalesceMode::choose(sock.min_rtt(), || sock.set_recv_buf(COALESCE_WINDOW_BUF)));
         self.on = sock.set_recv_lowat(mode.lowat());
-        self.on
     }
 
     /// How long after a read to wait for the low-water mark.

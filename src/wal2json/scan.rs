@@ -612,10 +612,9 @@ pub(crate) fn utf8(b: &[u8]) -> Option<&str> {
 /// one-byte character) found 32 at a time; (2) at the first byte of 0x80 or above that such a block shows, one
 /// character: a two-byte one checked here (lead 0xC2-0xDF, then a continuation byte 0x80-0xBF: the whole rule
 /// for two bytes), a longer one accepted only if `std::str::from_utf8` accepts the 3 or 4 bytes its lead
-/// announces; (3) the last fewer-than-32 bytes: below 0x80 if the input's last 32 bytes are, else checked by
-/// `std::str::from_utf8`. A concatenation of valid UTF-8
-/// strings is valid UTF-8, and a byte that cannot start a character (a continuation byte, 0xC0, 0xC1,
-/// 0xF5-0xFF) fails.
+/// announces; (3) the last fewer-than-32 bytes: below 0x80 if the input's last 32 bytes are (the loop stops
+/// within 32 bytes of the end), else checked by `std::str::from_utf8`. A concatenation of valid UTF-8 strings is
+/// valid UTF-8, and a byte that cannot start a character (a continuation byte, 0xC0, 0xC1, 0xF5-0xFF) fails.
 #[cfg(target_arch = "x86_64")]
 fn utf8_valid_sse2(b: &[u8]) -> bool {
     use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128};
