@@ -216,18 +216,31 @@ impl<'a> Cursor<'a> {
     /// `?` read it back as one 16-byte load (perf: a fifth of the column loop's samples on two such loads).
     #[inline(always)]
     pub(crate) fn string_into(&mut self, dst: &mut Cow<'a, str>, pool: &mut Vec<String>) -> Result<()> {
-        if self.peek() == Some(b'"') {
-            let start = self.pos + 1;
-            if let Some(j) = find_quote_or_backslash(self.b, start) {
-                if self.b.get(j) == Some(&b'"') {
-                    self.pos = j + 1;
-                    *dst = Cow::Borrowed(self.str_range(start, j)?);
-                    return Ok(());
-                }
-            }
+        if let Some((start, end)) = self.plain_string(false) {
+            self.pos = end + 1;
+            *dst = Cow::Borrowed(self.str_range(start, end)?);
+            return Ok(());
         }
         *dst = self.string_in_cold(pool)?;
         Ok(())
+    }
+
+    /// The fast path of the `*_into` readers: a string without escapes right here (and, with `then_delimiter`,
+    /// followed at once by `,` `}` or `]`): the span of its content; `None` otherwise. The cursor does not move.
+    #[inline(always)]
+    fn plain_string(&self, then_delimiter: bool) -> Option<(usize, usize)> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        let end = find_quote_or_backslash(self.b, start)?;
+        if self.b.get(end) != Some(&b'"') {
+            return None;
+        }
+        if then_delimiter && !matches!(self.b.get(end + 1), Some(b',' | b'}' | b']')) {
+            return None;
+        }
+        Some((start, end))
     }
 
     #[inline(never)]
@@ -312,15 +325,10 @@ impl<'a> Cursor<'a> {
     /// [`Cursor::value_in`] stored straight into `dst` (see [`Cursor::string_into`]).
     #[inline(always)]
     pub(crate) fn value_into(&mut self, dst: &mut Value<'a>, pool: &mut Vec<String>) -> Result<()> {
-        if self.peek() == Some(b'"') {
-            let start = self.pos + 1;
-            if let Some(j) = find_quote_or_backslash(self.b, start) {
-                if self.b.get(j) == Some(&b'"') {
-                    self.pos = j + 1;
-                    *dst = Value::String(Cow::Borrowed(self.str_range(start, j)?));
-                    return Ok(());
-                }
-            }
+        if let Some((start, end)) = self.plain_string(false) {
+            self.pos = end + 1;
+            *dst = Value::String(Cow::Borrowed(self.str_range(start, end)?));
+            return Ok(());
         }
         *dst = self.value_in(pool)?;
         Ok(())
@@ -723,15 +731,10 @@ impl<'a> Cursor<'a> {
     /// [`Cursor::type_name`] stored straight into `dst` as `Some` (see [`Cursor::string_into`]).
     #[inline(always)]
     pub(crate) fn type_name_into(&mut self, dst: &mut Option<Cow<'a, str>>) -> Result<()> {
-        if self.peek() == Some(b'"') {
-            let start = self.pos + 1;
-            if let Some(j) = find_quote_or_backslash(self.b, start) {
-                if self.b.get(j) == Some(&b'"') && matches!(self.b.get(j + 1), Some(b',' | b'}' | b']')) {
-                    self.pos = j + 1;
-                    *dst = Some(Cow::Borrowed(self.str_range(start, j)?));
-                    return Ok(());
-                }
-            }
+        if let Some((start, end)) = self.plain_string(true) {
+            self.pos = end + 1;
+            *dst = Some(Cow::Borrowed(self.str_range(start, end)?));
+            return Ok(());
         }
         *dst = Some(self.type_name_slow()?);
         Ok(())
