@@ -216,28 +216,37 @@ impl<'a> Cursor<'a> {
     /// `?` read it back as one 16-byte load (perf: a fifth of the column loop's samples on two such loads).
     #[inline(always)]
     pub(crate) fn string_into(&mut self, dst: &mut Cow<'a, str>, pool: &mut Vec<String>) -> Result<()> {
-        if let Some((start, end)) = self.plain_string(false) {
-            self.pos = end + 1;
-            *dst = Cow::Borrowed(self.str_range(start, end)?);
+        if let Some((start, j)) = self.string_here() {
+            *dst = if self.b.get(j) == Some(&b'"') {
+                self.pos = j + 1;
+                Cow::Borrowed(self.str_range(start, j)?)
+            } else {
+                self.string_escaped(start, j, pool)?
+            };
             return Ok(());
         }
         *dst = self.string_in_cold(pool)?;
         Ok(())
     }
 
-    /// The fast path of the `*_into` readers: a string without escapes right here (and, with `then_delimiter`,
-    /// followed at once by `,` `}` or `]`): the span of its content; `None` otherwise. The cursor does not move.
+    /// The fast paths' look at a string that starts right here: where its content starts and the first `"` or
+    /// `\` in it (the end of a string without escapes, or where unescaping starts); `None` when the cursor is
+    /// not at a `"` or the string is unterminated. The cursor does not move.
     #[inline(always)]
-    fn plain_string(&self, then_delimiter: bool) -> Option<(usize, usize)> {
+    fn string_here(&self) -> Option<(usize, usize)> {
         if self.peek() != Some(b'"') {
             return None;
         }
         let start = self.pos + 1;
-        let end = find_quote_or_backslash(self.b, start)?;
-        if self.b.get(end) != Some(&b'"') {
-            return None;
-        }
-        if then_delimiter && !matches!(self.b.get(end + 1), Some(b',' | b'}' | b']')) {
+        Some((start, find_quote_or_backslash(self.b, start)?))
+    }
+
+    /// A type name's fast path: a string without escapes right here, followed at once by `,` `}` or `]` (see
+    /// [`Cursor::type_name`]): its content's span.
+    #[inline(always)]
+    fn plain_type_name(&self) -> Option<(usize, usize)> {
+        let (start, end) = self.string_here()?;
+        if self.b.get(end) != Some(&b'"') || !matches!(self.b.get(end + 1), Some(b',' | b'}' | b']')) {
             return None;
         }
         Some((start, end))
@@ -325,9 +334,13 @@ impl<'a> Cursor<'a> {
     /// [`Cursor::value_in`] stored straight into `dst` (see [`Cursor::string_into`]).
     #[inline(always)]
     pub(crate) fn value_into(&mut self, dst: &mut Value<'a>, pool: &mut Vec<String>) -> Result<()> {
-        if let Some((start, end)) = self.plain_string(false) {
-            self.pos = end + 1;
-            *dst = Value::String(Cow::Borrowed(self.str_range(start, end)?));
+        if let Some((start, j)) = self.string_here() {
+            *dst = Value::String(if self.b.get(j) == Some(&b'"') {
+                self.pos = j + 1;
+                Cow::Borrowed(self.str_range(start, j)?)
+            } else {
+                self.string_escaped(start, j, pool)?
+            });
             return Ok(());
         }
         *dst = self.value_in(pool)?;
@@ -716,14 +729,9 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     pub(crate) fn type_name(&mut self) -> Result<Cow<'a, str>> {
         // Fast path, wal2json's usual output: a string without escapes right here, then `,` `}` or `]`.
-        if self.peek() == Some(b'"') {
-            let start = self.pos + 1;
-            if let Some(j) = find_quote_or_backslash(self.b, start) {
-                if self.b.get(j) == Some(&b'"') && matches!(self.b.get(j + 1), Some(b',' | b'}' | b']')) {
-                    self.pos = j + 1;
-                    return self.str_range(start, j).map(Cow::Borrowed);
-                }
-            }
+        if let Some((start, end)) = self.plain_type_name() {
+            self.pos = end + 1;
+            return self.str_range(start, end).map(Cow::Borrowed);
         }
         self.type_name_slow()
     }
@@ -731,7 +739,7 @@ impl<'a> Cursor<'a> {
     /// [`Cursor::type_name`] stored straight into `dst` as `Some` (see [`Cursor::string_into`]).
     #[inline(always)]
     pub(crate) fn type_name_into(&mut self, dst: &mut Option<Cow<'a, str>>) -> Result<()> {
-        if let Some((start, end)) = self.plain_string(true) {
+        if let Some((start, end)) = self.plain_type_name() {
             self.pos = end + 1;
             *dst = Some(Cow::Borrowed(self.str_range(start, end)?));
             return Ok(());
@@ -1356,6 +1364,24 @@ mod tests {
     /// The `*_into` readers against the value-returning ones they shortcut: same result, same position after,
     /// errors alike; on validated (`new`) and unvalidated (`raw`) cursors.
     fn check_into(src: &[u8]) {
+        /// The value reader's result `want` (cursor `a`) against the `*_into` reader's `r`, `got` (cursor `b`).
+        fn same<T: PartialEq + std::fmt::Debug>(
+            src: &[u8],
+            want: Result<T>,
+            r: Result<()>,
+            got: T,
+            a: usize,
+            b: usize,
+        ) {
+            match want {
+                Ok(w) => {
+                    assert!(r.is_ok(), "{src:?}");
+                    assert_eq!(got, w, "{src:?}");
+                    assert_eq!(a, b, "{src:?}");
+                }
+                Err(_) => assert!(r.is_err(), "{src:?}"),
+            }
+        }
         for validated in [true, false] {
             let make = |b| if validated { Cursor::new(b) } else { Cursor::raw(b) };
             let mut pool = Vec::new();
@@ -1363,38 +1389,17 @@ mod tests {
             let want = a.string_in(&mut pool);
             let mut got = Cow::Borrowed("before");
             let r = b.string_into(&mut got, &mut pool);
-            match want {
-                Ok(w) => {
-                    assert!(r.is_ok(), "{src:?}");
-                    assert_eq!(got, w, "{src:?}");
-                    assert_eq!(a.pos, b.pos, "{src:?}");
-                }
-                Err(_) => assert!(r.is_err(), "{src:?}"),
-            }
+            same(src, want, r, got, a.pos, b.pos);
             let (mut a, mut b) = (make(src), make(src));
             let want = a.value_in(&mut pool);
             let mut got = Value::Bool(true);
             let r = b.value_into(&mut got, &mut pool);
-            match want {
-                Ok(w) => {
-                    assert!(r.is_ok(), "{src:?}");
-                    assert_eq!(got, w, "{src:?}");
-                    assert_eq!(a.pos, b.pos, "{src:?}");
-                }
-                Err(_) => assert!(r.is_err(), "{src:?}"),
-            }
+            same(src, want, r, got, a.pos, b.pos);
             let (mut a, mut b) = (make(src), make(src));
-            let want = a.type_name();
+            let want = a.type_name().map(Some);
             let mut got = None;
             let r = b.type_name_into(&mut got);
-            match want {
-                Ok(w) => {
-                    assert!(r.is_ok(), "{src:?}");
-                    assert_eq!(got, Some(w), "{src:?}");
-                    assert_eq!(a.pos, b.pos, "{src:?}");
-                }
-                Err(_) => assert!(r.is_err(), "{src:?}"),
-            }
+            same(src, want, r, got, a.pos, b.pos);
         }
     }
 
