@@ -49,6 +49,10 @@ fn action(payload: &[u8]) -> u8 {
     payload.get(11).copied().unwrap_or(0)
 }
 
+async fn next_message(s: &mut ReplicationStream) -> XLogData {
+    tokio::time::timeout(Duration::from_secs(30), s.next()).await.expect("timed out").unwrap().expect("stream ended")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     let c = cluster(Duration::from_secs(10));
@@ -70,7 +74,7 @@ async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while ins < 501 || commits < 4 {
         assert!(Instant::now() < deadline, "timed out: {ins} {upd} {del} {commits}");
-        let m = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
+        let m = next_message(&mut stream).await;
         match action(&m.data) {
             b'I' => ins += 1,
             b'U' => upd += 1,
@@ -97,7 +101,7 @@ async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     let mut stream = client.start_replication("full", Lsn::INVALID, &v2(), StreamConfig::default()).await.unwrap();
     let mut seen = vec![];
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
+        let m = next_message(&mut stream).await;
         seen.push(action(&m.data));
         if action(&m.data) == b'C' {
             break;
@@ -210,10 +214,6 @@ async fn end_position_inside_a_transaction_delivers_all_of_it() {
     }
     assert_eq!(inserts, 10001, "both transactions up to and across the end position, whole");
     assert_eq!(commits, 2);
-}
-
-async fn next_message(s: &mut ReplicationStream) -> XLogData {
-    tokio::time::timeout(Duration::from_secs(30), s.next()).await.expect("timed out").unwrap().expect("stream ended")
 }
 
 /// A bulk transaction turns read coalescing on (over TCP loopback, the window mode: a fixed receive buffer and
