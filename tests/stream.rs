@@ -53,6 +53,18 @@ async fn next_message(s: &mut ReplicationStream) -> XLogData {
     tokio::time::timeout(Duration::from_secs(30), s.next()).await.expect("timed out").unwrap().expect("stream ended")
 }
 
+/// The actions of the messages read up to and including the next commit.
+async fn actions_through_commit(s: &mut ReplicationStream) -> Vec<u8> {
+    let mut seen = vec![];
+    loop {
+        let a = action(&next_message(s).await.data);
+        seen.push(a);
+        if a == b'C' {
+            return seen;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     let c = cluster(Duration::from_secs(10));
@@ -99,15 +111,7 @@ async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     // Resuming from the slot replays only the unacknowledged fourth transaction.
     let client = repl_client(&c, "postgres").await;
     let mut stream = client.start_replication("full", Lsn::INVALID, &v2(), StreamConfig::default()).await.unwrap();
-    let mut seen = vec![];
-    loop {
-        let m = next_message(&mut stream).await;
-        seen.push(action(&m.data));
-        if action(&m.data) == b'C' {
-            break;
-        }
-    }
-    assert_eq!(seen, b"BIC");
+    assert_eq!(actions_through_commit(&mut stream).await, b"BIC");
     stream.stop().await.unwrap().close().await.unwrap();
 }
 
@@ -240,14 +244,6 @@ async fn a_small_transaction_after_a_bulk_one_still_arrives() {
     assert_eq!(inserts, 200000);
     // the bulk transaction was read; now a single row, well under any low-water mark
     c.psql("postgres", "INSERT INTO bulk VALUES (0, 'last')").unwrap();
-    let mut seen = vec![];
-    loop {
-        let m = next_message(&mut stream).await;
-        seen.push(action(&m.data));
-        if action(&m.data) == b'C' {
-            break;
-        }
-    }
-    assert_eq!(seen, b"BIC");
+    assert_eq!(actions_through_commit(&mut stream).await, b"BIC");
     stream.stop().await.unwrap().close().await.unwrap();
 }
