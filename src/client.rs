@@ -40,6 +40,15 @@ fn default_notice_handler() -> NoticeHandler {
     Arc::new(|n: &DbError| eprintln!("{}:  {}", n.severity, n.message))
 }
 
+/// `SO_BUF_LOCK` (Linux 5.14, `asm-generic/socket.h`; sparc numbers it differently), which the libc crate does
+/// not export.
+#[cfg(all(target_os = "linux", not(any(target_arch = "sparc", target_arch = "sparc64"))))]
+pub(crate) const SO_BUF_LOCK: Option<libc::c_int> = Some(72);
+#[cfg(all(target_os = "linux", any(target_arch = "sparc", target_arch = "sparc64")))]
+pub(crate) const SO_BUF_LOCK: Option<libc::c_int> = Some(0x51);
+#[cfg(not(target_os = "linux"))]
+pub(crate) const SO_BUF_LOCK: Option<libc::c_int> = None;
+
 /// A TCP or Unix-domain socket, or TLS over TCP.
 #[derive(Debug)]
 pub enum Socket {
@@ -63,6 +72,40 @@ impl Socket {
     /// bookkeeping, and stops tuning it). `false` when not applicable (Unix socket, TLS) or refused.
     pub(crate) fn set_recv_buf(&self, bytes: i32) -> bool {
         self.set_sol_socket(libc::SO_RCVBUF, bytes)
+    }
+
+    /// Lets the kernel tune the receive buffer again after [`set_recv_buf`](Self::set_recv_buf) (`SO_BUF_LOCK`,
+    /// Linux 5.14): it keeps its size for now and may grow when data arrives that it cannot hold. `false` when
+    /// not applicable or refused. pgrepl never fixes the send buffer, so both lock bits end up clear.
+    pub(crate) fn unlock_recv_buf(&self) -> bool {
+        match SO_BUF_LOCK {
+            Some(opt) => self.set_sol_socket(opt, 0),
+            None => false,
+        }
+    }
+
+    /// Whether [`unlock_recv_buf`](Self::unlock_recv_buf) can work here: a plain TCP socket on a kernel that
+    /// knows `SO_BUF_LOCK` (asked with a read, which changes nothing).
+    pub(crate) fn can_unlock_recv_buf(&self) -> bool {
+        match (self, SO_BUF_LOCK) {
+            (Socket::Tcp(s), Some(opt)) => {
+                use std::os::fd::AsRawFd;
+                let mut v: libc::c_int = 0;
+                let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+                // SAFETY: `s` owns a valid socket descriptor for the whole call; `v` is a live c_int, writable
+                // for `len` bytes, and the kernel writes at most `len` bytes.
+                unsafe {
+                    libc::getsockopt(
+                        s.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        opt,
+                        (&mut v as *mut libc::c_int).cast::<libc::c_void>(),
+                        &mut len,
+                    ) == 0
+                }
+            }
+            _ => false,
+        }
     }
 
     fn set_sol_socket(&self, option: libc::c_int, value: i32) -> bool {
@@ -620,7 +663,7 @@ pub fn parse_pg_duration(s: &str) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -632,7 +675,7 @@ mod tests {
         assert_eq!(parse_pg_duration("x"), None);
     }
 
-    fn sockopt(s: &TcpStream, level: libc::c_int, option: libc::c_int) -> libc::c_int {
+    pub(crate) fn sockopt(s: &TcpStream, level: libc::c_int, option: libc::c_int) -> libc::c_int {
         use std::os::fd::AsRawFd;
         let mut v: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -650,20 +693,26 @@ mod tests {
         v
     }
 
-    #[tokio::test]
-    async fn tcp_socket_options_and_round_trip() {
+    /// A loopback TCP connection (our end, the peer's) after one exchange each way, so that the kernel has
+    /// round-trip samples.
+    pub(crate) async fn loopback_pair() -> (Socket, TcpStream) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let mut sock = Socket::Tcp(client.unwrap());
         let (mut peer, _) = accepted.unwrap();
-        // one exchange each way, so that the kernel has round-trip samples
         peer.write_all(b"x").await.unwrap();
         let mut b = [0u8; 1];
         sock.read_exact(&mut b).await.unwrap();
         sock.write_all(b"y").await.unwrap();
         peer.read_exact(&mut b).await.unwrap();
+        (sock, peer)
+    }
+
+    #[tokio::test]
+    async fn tcp_socket_options_and_round_trip() {
+        let (sock, _peer) = loopback_pair().await;
         let Socket::Tcp(s) = &sock else { unreachable!() };
 
         assert!(sock.set_recv_lowat(4096));
@@ -676,6 +725,16 @@ mod tests {
         assert!(sock.set_recv_buf(96 * 1024));
         if rmem_max >= 96 * 1024 {
             assert_eq!(sockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUF), 2 * 96 * 1024);
+        }
+        // SO_BUF_LOCK (Linux 5.14): SO_RCVBUF set the receive-buffer lock bit (2); unlocking clears it and keeps
+        // the size
+        if let (true, Some(opt)) = (sock.can_unlock_recv_buf(), SO_BUF_LOCK) {
+            assert_eq!(sockopt(s, libc::SOL_SOCKET, opt), 2);
+            assert!(sock.unlock_recv_buf());
+            assert_eq!(sockopt(s, libc::SOL_SOCKET, opt), 0);
+            if rmem_max >= 96 * 1024 {
+                assert_eq!(sockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUF), 2 * 96 * 1024);
+            }
         }
         #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
         {

@@ -129,12 +129,14 @@ pub struct StreamConfig {
     /// client then spends about half the CPU on a bulk drain, and a message waits at most ~2 ms more. Below that
     /// rate (e.g. 10,000 single-row transactions per second) every message is read at once, as without it.
     ///
-    /// On Linux, when the connection's smallest round trip is at most 1 ms (loopback, a LAN), the first fast
-    /// stretch also fixes the socket's receive buffer at 192 KiB (`SO_RCVBUF`, for the rest of the connection)
-    /// and the reader is woken when the receive window is about to close, or about 3-4 ms after the previous
-    /// read: fewer wake-ups, and the server sends in larger segments (a quarter less client CPU on a loopback
-    /// drain, and a cheaper walsender). The fixed buffer caps the connection at about 190 KB per round trip,
-    /// 190 MB/s at 1 ms.
+    /// On Linux (5.14 or later), when the connection's smallest round trip is at most 1 ms (loopback, a LAN),
+    /// a fast stretch also fixes the socket's receive buffer at 192 KiB (`SO_RCVBUF`) and the reader is woken
+    /// when the receive window is about to close, or about 3-4 ms after the previous read: fewer wake-ups, and
+    /// the server sends in larger segments (a quarter less client CPU on a loopback drain, and a cheaper
+    /// walsender). The fixed buffer caps the connection at about 190 KB per round trip, 190 MB/s at 1 ms. When
+    /// the consumer falls behind and the stream stops reading, the buffer goes back to the kernel's tuning
+    /// (`SO_BUF_LOCK`) until the next fast stretch: a full fixed buffer would make the kernel drop the server's
+    /// acknowledgements of our status updates.
     pub coalesce_reads: bool,
 }
 
@@ -376,7 +378,8 @@ enum CoalesceMode {
     /// about half as often as in `LowWater`, and the sender, finding the window closed now and then, sends its
     /// queued messages in fewer, larger segments, which saves loopback TCP work on both sides (docs/bench-e2e.md:
     /// client CPU -25 %, walsender CPU and drain time -5-10 %). Only where the round trip is short: a fixed
-    /// buffer caps a connection at about buffer / round trip.
+    /// buffer caps a connection at about buffer / round trip. Only while the reader keeps up: see
+    /// [`Coalescer::pause`].
     Window,
 }
 
@@ -411,15 +414,17 @@ struct Coalescer {
     enabled: bool,
     /// SO_RCVLOWAT is at the mode's low-water mark.
     on: bool,
-    /// Chosen the first time coalescing starts: a receive buffer, once fixed, stays fixed.
+    /// Chosen the first time coalescing starts.
     mode: Option<CoalesceMode>,
+    /// The receive buffer is fixed at [`COALESCE_WINDOW_BUF`] ([`CoalesceMode::Window`] while reading).
+    buf_fixed: bool,
     window_start: Instant,
     window_bytes: usize,
 }
 
 impl Coalescer {
     fn new(enabled: bool) -> Self {
-        Coalescer { enabled, on: false, mode: None, window_start: Instant::now(), window_bytes: 0 }
+        Coalescer { enabled, on: false, mode: None, buf_fixed: false, window_start: Instant::now(), window_bytes: 0 }
     }
 
     /// Account a read of `n` bytes; `true` when coalescing should start.
@@ -439,11 +444,37 @@ impl Coalescer {
     }
 
     /// Start coalescing on `sock`, choosing the mode the first time (`on` stays false if the socket refuses).
+    /// [`CoalesceMode::Window`] needs a receive buffer that [`pause`](Self::pause) can let go of again.
     fn start(&mut self, sock: &Socket) {
-        let mode = *self
-            .mode
-            .get_or_insert_with(|| CoalesceMode::choose(sock.min_rtt(), || sock.set_recv_buf(COALESCE_WINDOW_BUF)));
+        let first = self.mode.is_none();
+        let mode = *self.mode.get_or_insert_with(|| {
+            CoalesceMode::choose(sock.min_rtt(), || {
+                sock.can_unlock_recv_buf() && sock.set_recv_buf(COALESCE_WINDOW_BUF)
+            })
+        });
+        if mode == CoalesceMode::Window {
+            // fixed by `choose` the first time, here again after a pause
+            self.buf_fixed = self.buf_fixed || first || sock.set_recv_buf(COALESCE_WINDOW_BUF);
+        }
         self.on = sock.set_recv_lowat(mode.lowat());
+    }
+
+    /// The reader stops reading (backpressure): back to waking up for every byte, and the receive buffer back
+    /// to the kernel's tuning. A fixed buffer that fills up while nobody reads makes Linux drop whole incoming
+    /// segments, the server's acknowledgements with them, once the queued data's overhead passes the buffer:
+    /// our status updates then never get acknowledged, the server backs off its retransmissions, and a stall
+    /// longer than `wal_sender_timeout` ends in "terminating walsender process due to replication timeout".
+    /// An unlocked buffer grows to hold what the window let in, and the window closes cleanly. The next fast
+    /// stretch after the pause fixes the buffer again ([`start`](Self::start)).
+    fn pause(&mut self, sock: &Socket) {
+        if self.buf_fixed {
+            sock.unlock_recv_buf();
+            self.buf_fixed = false;
+        }
+        if self.on {
+            self.on = false;
+            sock.set_recv_lowat(1);
+        }
     }
 
     /// How long after a read to wait for the low-water mark.
@@ -558,7 +589,12 @@ impl<C: TxnClassifier> StreamTask<C> {
             while let Some(msg) = self.conn.decoder.decode(&mut self.conn.rbuf)? {
                 let stop = match self.handle_now(msg)? {
                     Pending::Nothing => false,
-                    pending => self.handle_pending(pending, stop_rx).await?,
+                    pending => {
+                        if let Pending::Deliver(_) = pending {
+                            coalesce.pause(&self.conn.sock);
+                        }
+                        self.handle_pending(pending, stop_rx).await?
+                    }
                 };
                 if stop {
                     return self.finish().await;
@@ -846,6 +882,52 @@ mod tests {
         // the window mode's low-water mark is the most the kernel accepts with that buffer
         assert_eq!(CoalesceMode::Window.lowat(), COALESCE_WINDOW_BUF);
         assert!(CoalesceMode::Window.linger() > CoalesceMode::LowWater.linger());
+    }
+
+    /// Window mode on a loopback socket: `start` fixes the receive buffer, `pause` (the reader stops reading)
+    /// hands it back to the kernel and wakes the reader for every byte again, the next `start` fixes it again.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn window_mode_lets_go_of_the_buffer_while_paused() {
+        use crate::client::tests::{loopback_pair, sockopt};
+        let (sock, _peer) = loopback_pair().await;
+        let Socket::Tcp(s) = &sock else { unreachable!() };
+        if !sock.can_unlock_recv_buf() {
+            eprintln!("skipped: this kernel has no SO_BUF_LOCK (Linux 5.14)");
+            return;
+        }
+        let opt = crate::client::SO_BUF_LOCK.unwrap();
+        let locked = |s| sockopt(s, libc::SOL_SOCKET, opt) & 2 != 0;
+        let lowat = |s| sockopt(s, libc::SOL_SOCKET, libc::SO_RCVLOWAT);
+        let mut c = Coalescer::new(true);
+        // a short round trip (min_rtt, asserted in client.rs) and an unlockable buffer: window mode
+        assert!(sock.min_rtt().is_some_and(|rtt| rtt <= COALESCE_NEAR_RTT));
+        assert!(!locked(s));
+        c.start(&sock);
+        assert_eq!((c.mode, c.on, c.buf_fixed), (Some(CoalesceMode::Window), true, true));
+        assert!(locked(s));
+        assert!(lowat(s) > 1);
+        c.pause(&sock);
+        assert!(!c.on && !c.buf_fixed);
+        assert!(!locked(s));
+        assert_eq!(lowat(s), 1);
+        // pausing twice changes nothing
+        c.pause(&sock);
+        assert!(!locked(s));
+        c.start(&sock);
+        assert_eq!((c.mode, c.on, c.buf_fixed), (Some(CoalesceMode::Window), true, true));
+        assert!(locked(s));
+        assert!(lowat(s) > 1);
+        // a coalescer of the low-water mode never touches the buffer
+        let (sock, _peer) = loopback_pair().await;
+        let Socket::Tcp(s) = &sock else { unreachable!() };
+        let mut c = Coalescer { mode: Some(CoalesceMode::LowWater), ..Coalescer::new(true) };
+        c.start(&sock);
+        assert!(c.on && !c.buf_fixed && !locked(s));
+        assert_eq!(lowat(s), COALESCE_LOWAT);
+        c.pause(&sock);
+        assert!(!c.on && !locked(s));
+        assert_eq!(lowat(s), 1);
     }
 
     #[test]

@@ -683,7 +683,18 @@ fn never_lose_a_change() {
                 }
                 if live {
                     stall_pids = (before, walsender(&c, &mut consumer));
-                    assert_eq!(stall_pids.0, stall_pids.1, "the connection did not survive a 5 s stall");
+                    if stall_pids.0 != stall_pids.1 {
+                        let log = fs::read_to_string(c.log_path()).unwrap_or_default();
+                        let server: Vec<&str> = log.lines().filter(|l| l.contains(&format!("[{}]", before))).collect();
+                        panic!(
+                            "the connection did not survive a 5 s stall (walsender {} then {}); the server's log of \
+                             walsender {before}:\n{}\nthe consumer's log:\n{}",
+                            stall_pids.0,
+                            stall_pids.1,
+                            server.join("\n"),
+                            consumer.log_tail()
+                        );
+                    }
                     break;
                 }
                 retried += 1;

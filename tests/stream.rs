@@ -115,6 +115,20 @@ async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     stream.stop().await.unwrap().close().await.unwrap();
 }
 
+/// The next message after a stall: the connection must have survived it.
+async fn next_after_stall(s: &mut ReplicationStream) -> XLogData {
+    tokio::time::timeout(Duration::from_secs(30), s.next())
+        .await
+        .expect("no timeout")
+        .expect("the connection survived the stall")
+        .expect("stream open")
+}
+
+fn assert_no_replication_timeout(c: &TempCluster) {
+    let log = std::fs::read_to_string(c.log_path()).unwrap_or_default();
+    assert!(!log.contains("terminating walsender process due to replication timeout"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_consumer_keeps_its_connection() {
     // wal_sender_timeout 2 s; the consumer stalls for 5 s with a one-message buffer, so the socket is not read.
@@ -130,11 +144,7 @@ async fn a_stalled_consumer_keeps_its_connection() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut n = 0;
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(30), stream.next())
-            .await
-            .expect("no timeout")
-            .expect("the connection survived the stall")
-            .expect("stream open");
+        let m = next_after_stall(&mut stream).await;
         if action(&m.data) == b'I' {
             n += 1;
         }
@@ -145,8 +155,51 @@ async fn a_stalled_consumer_keeps_its_connection() {
     }
     assert_eq!(n, 3000);
     stream.stop().await.unwrap();
-    let log = std::fs::read_to_string(c.log_path()).unwrap_or_default();
-    assert!(!log.contains("terminating walsender process due to replication timeout"), "{log}");
+    assert_no_replication_timeout(&c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stalled_after_a_fast_stretch_keeps_its_connection() {
+    // A bulk transaction read at full speed puts the loopback reader into window mode (a fixed receive buffer);
+    // then the consumer stalls for 5 s while small transactions stream in. The stall must let go of the fixed
+    // buffer (`Coalescer::pause`): left fixed, Linux drops whole segments from the server, acknowledgements
+    // included, once the queued small segments' overhead passes the buffer, and the status updates sent during
+    // the stall never get through.
+    let c = cluster(Duration::from_secs(2));
+    c.psql("postgres", "CREATE TABLE bulk(id int PRIMARY KEY, pad text); CREATE TABLE small(id int, pad text)")
+        .unwrap();
+    let mut client = repl_client(&c, "postgres").await;
+    create_slot(&mut client, "stall").await;
+    c.psql("postgres", "INSERT INTO bulk SELECT g, repeat('x', 100) FROM generate_series(1, 100000) g").unwrap();
+    let cfg = StreamConfig { buffer_messages: 256, ..Default::default() };
+    let mut stream = client.start_replication("stall", Lsn::INVALID, &v2(), cfg).await.unwrap();
+    let mut bulk = 0;
+    while action(&next_message(&mut stream).await.data) != b'C' {
+        bulk += 1;
+    }
+    assert_eq!(bulk, 100_001);
+    const SMALL: usize = 3_000;
+    let c = std::sync::Arc::new(c);
+    let writer = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            let sql = format!(
+                "DO $$ BEGIN FOR i IN 1..{SMALL} LOOP INSERT INTO small VALUES (i, repeat('y', 200)); COMMIT; \
+                 PERFORM pg_sleep(0.002); END LOOP; END $$"
+            );
+            c.psql("postgres", &sql)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut small = 0;
+    while small < SMALL {
+        if action(&next_after_stall(&mut stream).await.data) == b'I' {
+            small += 1;
+        }
+    }
+    writer.join().unwrap().unwrap();
+    stream.stop().await.unwrap();
+    assert_no_replication_timeout(&c);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
