@@ -62,14 +62,15 @@ pub enum Socket {
 }
 
 impl Socket {
-    /// `SO_RCVLOWAT` on a plain TCP socket: readiness is signalled only once `bytes` are queued (a read still
-    /// returns whatever is there). `false` when not applicable (Unix socket, TLS) or refused.
+    /// `SO_RCVLOWAT` on a TCP connection (plain, or the one under TLS): readiness is signalled only once `bytes`
+    /// are queued (a read still returns whatever is there). `false` when not applicable (Unix socket) or refused.
     pub(crate) fn set_recv_lowat(&self, bytes: i32) -> bool {
         self.set_sol_socket(libc::SO_RCVLOWAT, bytes)
     }
 
-    /// `SO_RCVBUF` on a plain TCP socket: the receive buffer fixed at `bytes` (the kernel doubles it for its
-    /// bookkeeping, and stops tuning it). `false` when not applicable (Unix socket, TLS) or refused.
+    /// `SO_RCVBUF` on a TCP connection (plain, or the one under TLS): the receive buffer fixed at `bytes` (the
+    /// kernel doubles it for its bookkeeping, and stops tuning it). `false` when not applicable (Unix socket) or
+    /// refused.
     pub(crate) fn set_recv_buf(&self, bytes: i32) -> bool {
         self.set_sol_socket(libc::SO_RCVBUF, bytes)
     }
@@ -84,11 +85,11 @@ impl Socket {
         }
     }
 
-    /// Whether [`unlock_recv_buf`](Self::unlock_recv_buf) can work here: a plain TCP socket on a kernel that
-    /// knows `SO_BUF_LOCK` (asked with a read, which changes nothing).
+    /// Whether [`unlock_recv_buf`](Self::unlock_recv_buf) can work here: a TCP connection on a kernel that
+    /// knows `SO_BUF_LOCK` (asked with a read, which changes nothing). Under TLS too.
     pub(crate) fn can_unlock_recv_buf(&self) -> bool {
-        match (self, SO_BUF_LOCK) {
-            (Socket::Tcp(s), Some(opt)) => {
+        match (self.tcp(), SO_BUF_LOCK) {
+            (Some(s), Some(opt)) => {
                 use std::os::fd::AsRawFd;
                 let mut v: libc::c_int = 0;
                 let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -108,9 +109,19 @@ impl Socket {
         }
     }
 
-    fn set_sol_socket(&self, option: libc::c_int, value: i32) -> bool {
+    /// The TCP connection underneath: plain TCP, or the one TLS runs over.
+    fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Socket::Tcp(s) => {
+            Socket::Tcp(s) => Some(s),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Some(s.get_ref().0),
+            Socket::Unix(_) => None,
+        }
+    }
+
+    fn set_sol_socket(&self, option: libc::c_int, value: i32) -> bool {
+        match self.tcp() {
+            Some(s) => {
                 use std::os::fd::AsRawFd;
                 let v: libc::c_int = value;
                 // SAFETY: `s` owns a valid socket descriptor for the whole call, and the option value is a live
@@ -129,12 +140,12 @@ impl Socket {
         }
     }
 
-    /// The smallest round-trip time the kernel has seen on a plain TCP connection (`TCP_INFO`, Linux), `None`
-    /// when unknown: another transport or platform, or no sample yet.
+    /// The smallest round-trip time the kernel has seen on the TCP connection (`TCP_INFO`, Linux; under TLS
+    /// too), `None` when unknown: a Unix socket, another platform, or no sample yet.
     pub(crate) fn min_rtt(&self) -> Option<std::time::Duration> {
-        match self {
+        match self.tcp() {
             #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
-            Socket::Tcp(s) => {
+            Some(s) => {
                 use std::os::fd::AsRawFd;
                 // SAFETY: tcp_info is plain old data, valid when zeroed.
                 let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };

@@ -124,10 +124,11 @@ pub struct StreamConfig {
     pub buffer_bytes: usize,
     /// Query `wal_sender_timeout` first and keep the status interval below half of it.
     pub adapt_to_sender_timeout: bool,
-    /// Over plain TCP, while the stream runs faster than 16 MB/s, let the kernel wake the reader only once 32 KiB
-    /// are queued (`SO_RCVLOWAT`) or about 1-2 ms after the previous read, instead of once per message: the
-    /// client then spends about half the CPU on a bulk drain, and a message waits at most ~2 ms more. Below that
-    /// rate (e.g. 10,000 single-row transactions per second) every message is read at once, as without it.
+    /// Over TCP (plain or TLS), while the stream runs faster than 16 MB/s, let the kernel wake the reader only
+    /// once 32 KiB are queued (`SO_RCVLOWAT`) or about 1-2 ms after the previous read, instead of once per
+    /// message: the client then spends about half the CPU on a bulk drain, and a message waits at most ~2 ms
+    /// more. Below that rate (e.g. 10,000 single-row transactions per second) every message is read at once, as
+    /// without it. Not over Unix-domain sockets, where Linux ignores the low-water mark.
     ///
     /// On Linux (5.14 or later), when the connection's smallest round trip is at most 1 ms (loopback, a LAN),
     /// a fast stretch also fixes the socket's receive buffer at 192 KiB (`SO_RCVBUF`) and the reader is woken

@@ -1017,6 +1017,60 @@ UAPa9q/p4Yj0aOfnlRW/HcGJRAQ=
 
     const SSL_REQUEST: &[u8] = &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
+    /// The read-coalescing socket options (client.rs) reach the TCP connection under TLS: set on a
+    /// [`Socket::Tls`], read back from the TCP socket underneath.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn socket_options_reach_the_tcp_connection_under_tls() {
+        use crate::client::tests::sockopt;
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+        let mut server =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.cert.der().clone()], key)
+                .unwrap();
+        server.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(s).await.unwrap();
+            // one exchange each way, so that the kernel has round-trip samples
+            tls.write_all(b"x").await.unwrap();
+            tls.flush().await.unwrap();
+            let mut b = [0u8; 1];
+            tls.read_exact(&mut b).await.unwrap();
+            tls
+        });
+        let c = cfg(&format!("host=127.0.0.1 port={port} sslmode=require sslnegotiation=direct"));
+        let host = Host::Tcp("127.0.0.1".into());
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut plan = Plan::new(&c, &host);
+        let (mut sock, _) = plan.negotiate(&c, &host, port, Socket::Tcp(tcp)).await.unwrap();
+        let mut b = [0u8; 1];
+        sock.read_exact(&mut b).await.unwrap();
+        sock.write_all(b"y").await.unwrap();
+        sock.flush().await.unwrap();
+        let _peer = server.await.unwrap();
+        let Socket::Tls(tls) = &sock else { panic!("not TLS") };
+        let tcp = tls.get_ref().0;
+        assert!(sock.set_recv_lowat(4096));
+        assert_eq!(sockopt(tcp, libc::SOL_SOCKET, libc::SO_RCVLOWAT), 4096);
+        assert!(sock.set_recv_buf(96 * 1024));
+        assert!(sockopt(tcp, libc::SOL_SOCKET, libc::SO_RCVBUF) >= 2 * 4096);
+        #[cfg(any(target_env = "gnu", target_env = "musl"))]
+        assert!(sock.min_rtt().is_some());
+        if let (true, Some(opt)) = (sock.can_unlock_recv_buf(), crate::client::SO_BUF_LOCK) {
+            assert_eq!(sockopt(tcp, libc::SOL_SOCKET, opt), 2);
+            assert!(sock.unlock_recv_buf());
+            assert_eq!(sockopt(tcp, libc::SOL_SOCKET, opt), 0);
+        }
+    }
+
     #[tokio::test]
     async fn direct_negotiation_sends_client_hello_with_alpn_first() {
         let (got, r) = first_bytes("sslmode=require sslnegotiation=direct", b"").await;

@@ -903,3 +903,49 @@ async fn replication_stream_over_tls() {
     client.drop_replication_slot("tls_slot", false).await.unwrap();
     client.close().await.unwrap();
 }
+
+/// A bulk transaction and then a lone small one over TLS with read coalescing (the socket options go to the TCP
+/// connection underneath, src/tls.rs tests that): everything arrives, the small transaction too, although
+/// rustls may hold a partial record while the reader waits for the low-water mark (the linger ends the wait).
+#[tokio::test]
+async fn a_small_transaction_after_a_bulk_one_arrives_over_tls() {
+    let pki = Pki::new();
+    let cluster = tls_cluster(&pki);
+    cluster.psql("postgres", "CREATE TABLE t (id int primary key, v text); GRANT ALL ON t TO u_scram;").unwrap();
+    let ci = format!("{} replication=database", conninfo(&cluster, "u_scram", "sslmode=require"));
+    let mut client = connect(&ci).await.unwrap();
+    let slot = CreateSlot {
+        slot: "bulk".into(),
+        plugin: "wal2json".into(),
+        temporary: false,
+        snapshot: SnapshotAction::NoExport,
+        two_phase: false,
+    };
+    let start = client.create_replication_slot(&slot).await.unwrap().consistent_point;
+    const ROWS: usize = 20_000;
+    cluster
+        .psql("postgres", &format!("INSERT INTO t SELECT g, repeat('x', 50) FROM generate_series(1, {ROWS}) g"))
+        .unwrap();
+    let opts = vec![("format-version".to_string(), Some("2".to_string()))];
+    let cfg = StreamConfig { coalesce_reads: true, ..Default::default() };
+    let mut stream = client.start_replication("bulk", start, &opts, cfg).await.unwrap();
+    let mut next =
+        async || tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
+    let mut inserts = 0;
+    loop {
+        match next().await.data.get(11) {
+            Some(b'I') => inserts += 1,
+            Some(b'C') => break,
+            _ => {}
+        }
+    }
+    assert_eq!(inserts, ROWS);
+    // read; now a single row, well under any low-water mark
+    cluster.psql("postgres", "INSERT INTO t VALUES (0, 'last')").unwrap();
+    let mut actions = vec![];
+    while actions.last() != Some(&b'C') {
+        actions.push(next().await.data.get(11).copied().unwrap_or(0));
+    }
+    assert_eq!(actions, b"BIC");
+    stream.stop().await.unwrap().close().await.unwrap();
+}
