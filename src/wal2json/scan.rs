@@ -216,17 +216,30 @@ impl<'a> Cursor<'a> {
     /// `?` read it back as one 16-byte load (perf: a fifth of the column loop's samples on two such loads).
     #[inline(always)]
     pub(crate) fn string_into(&mut self, dst: &mut Cow<'a, str>, pool: &mut Vec<String>) -> Result<()> {
-        if let Some((start, j)) = self.string_here() {
-            *dst = if self.b.get(j) == Some(&b'"') {
-                self.pos = j + 1;
-                Cow::Borrowed(self.str_range(start, j)?)
-            } else {
-                self.string_escaped(start, j, pool)?
-            };
+        if self.string_here_into(dst, pool, |s| s)? {
             return Ok(());
         }
         *dst = self.string_in_cold(pool)?;
         Ok(())
+    }
+
+    /// The fast path of the `*_into` readers: a string right here, wrapped by `wrap` and stored straight into
+    /// `dst`; `Ok(false)` (nothing read) when the cursor is not at a terminated string.
+    #[inline(always)]
+    fn string_here_into<T>(
+        &mut self,
+        dst: &mut T,
+        pool: &mut Vec<String>,
+        wrap: impl FnOnce(Cow<'a, str>) -> T,
+    ) -> Result<bool> {
+        let Some((start, j)) = self.string_here() else { return Ok(false) };
+        *dst = wrap(if self.b.get(j) == Some(&b'"') {
+            self.pos = j + 1;
+            Cow::Borrowed(self.str_range(start, j)?)
+        } else {
+            self.string_escaped(start, j, pool)?
+        });
+        Ok(true)
     }
 
     /// The fast paths' look at a string that starts right here: where its content starts and the first `"` or
@@ -334,13 +347,7 @@ impl<'a> Cursor<'a> {
     /// [`Cursor::value_in`] stored straight into `dst` (see [`Cursor::string_into`]).
     #[inline(always)]
     pub(crate) fn value_into(&mut self, dst: &mut Value<'a>, pool: &mut Vec<String>) -> Result<()> {
-        if let Some((start, j)) = self.string_here() {
-            *dst = Value::String(if self.b.get(j) == Some(&b'"') {
-                self.pos = j + 1;
-                Cow::Borrowed(self.str_range(start, j)?)
-            } else {
-                self.string_escaped(start, j, pool)?
-            });
+        if self.string_here_into(dst, pool, Value::String)? {
             return Ok(());
         }
         *dst = self.value_in(pool)?;
