@@ -472,6 +472,11 @@ impl Coalescer {
             sock.unlock_recv_buf();
             self.buf_fixed = false;
         }
+        self.off(sock);
+    }
+
+    /// Back to waking up for every byte (the kernel signals readiness at once when bytes are already waiting).
+    fn off(&mut self, sock: &Socket) {
         if self.on {
             self.on = false;
             sock.set_recv_lowat(1);
@@ -660,10 +665,9 @@ impl<C: TxnClassifier> StreamTask<C> {
                     }
                 }
                 Wake::Linger => {
-                    // Less than the low-water mark came within the linger time: back to waking up for every byte
-                    // (the kernel signals readiness at once when bytes are already waiting).
-                    coalesce.on = false;
-                    self.conn.sock.set_recv_lowat(1);
+                    // Less than the low-water mark came within the linger time (the buffer stays as it is: the
+                    // reader keeps reading).
+                    coalesce.off(&self.conn.sock);
                 }
                 Wake::Timer => {}
                 Wake::Woken => {
