@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -613,8 +612,8 @@ impl<C: TxnClassifier> StreamTask<C> {
             if self.state.end_reached() {
                 self.end_delivery();
             }
-            if self.conn.rbuf.capacity() - self.conn.rbuf.len() < 8192 {
-                self.conn.rbuf.reserve(64 * 1024);
+            if self.conn.read_room_shared() {
+                tokio::task::yield_now().await;
             }
             let deadline = self.deadline();
             if timer.deadline() != deadline {
@@ -624,8 +623,7 @@ impl<C: TxnClassifier> StreamTask<C> {
             // starves the rest). A hand-written select: tokio's `select!` needs its "macros" feature, and with it
             // five proc-macro crates in the library's dependency tree.
             let wake = {
-                let read = self.conn.sock.read_buf(&mut self.conn.rbuf);
-                tokio::pin!(read);
+                let conn = &mut self.conn;
                 let coalescing = coalesce.on;
                 std::future::poll_fn(|cx| {
                     if Pin::new(&mut *stop_rx).poll(cx).is_ready() {
@@ -642,7 +640,7 @@ impl<C: TxnClassifier> StreamTask<C> {
                     }
                     // After the server's CopyDone nothing more comes: wait for stop() only.
                     if !server_done {
-                        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                        if let Poll::Ready(r) = conn.poll_fill(cx) {
                             return Poll::Ready(Wake::Read(r));
                         }
                     }
