@@ -88,25 +88,32 @@ impl Socket {
     /// Whether [`unlock_recv_buf`](Self::unlock_recv_buf) can work here: a TCP connection on a kernel that
     /// knows `SO_BUF_LOCK` (asked with a read, which changes nothing). Under TLS too.
     pub(crate) fn can_unlock_recv_buf(&self) -> bool {
-        match (self.tcp(), SO_BUF_LOCK) {
-            (Some(s), Some(opt)) => {
-                use std::os::fd::AsRawFd;
-                let mut v: libc::c_int = 0;
-                let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-                // SAFETY: `s` owns a valid socket descriptor for the whole call; `v` is a live c_int, writable
-                // for `len` bytes, and the kernel writes at most `len` bytes.
-                unsafe {
-                    libc::getsockopt(
-                        s.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        opt,
-                        (&mut v as *mut libc::c_int).cast::<libc::c_void>(),
-                        &mut len,
-                    ) == 0
-                }
-            }
-            _ => false,
-        }
+        SO_BUF_LOCK.is_some_and(|opt| self.get_sol_socket(opt).is_some())
+    }
+
+    /// The receive buffer the kernel books (`SO_RCVBUF` read back: twice what was asked for, and no more than
+    /// `net.core.rmem_max` allows). `None` when not applicable (Unix socket) or refused.
+    pub(crate) fn recv_buf(&self) -> Option<i32> {
+        self.get_sol_socket(libc::SO_RCVBUF)
+    }
+
+    fn get_sol_socket(&self, option: libc::c_int) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        let s = self.tcp()?;
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `s` owns a valid socket descriptor for the whole call; `v` is a live c_int, writable for `len`
+        // bytes, and the kernel writes at most `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&mut v as *mut libc::c_int).cast::<libc::c_void>(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(v)
     }
 
     /// The TCP connection underneath: plain TCP, or the one TLS runs over.
@@ -185,7 +192,7 @@ const READ_GROW: usize = 64 * 1024;
 
 impl Socket {
     /// Whether the socket has something to read (always, under TLS: the session may hold decrypted bytes).
-    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Socket::Tcp(s) => s.poll_read_ready(cx),
             Socket::Unix(s) => s.poll_read_ready(cx),
