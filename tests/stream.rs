@@ -300,3 +300,37 @@ async fn a_small_transaction_after_a_bulk_one_still_arrives() {
     assert_eq!(actions_through_commit(&mut stream).await, b"BIC");
     stream.stop().await.unwrap().close().await.unwrap();
 }
+
+/// The consumer gives the byte budget back in batches; whatever it holds goes back before it waits. With a
+/// 2 KiB budget (batches of 256 bytes), a small message (~150 bytes, held back) followed by one larger than the
+/// whole budget (which needs all of it) must still flow: a consumer that waited holding its batch would wait
+/// forever for a message the stream task cannot deliver (fails with a timeout then).
+#[tokio::test(flavor = "current_thread")]
+async fn a_message_larger_than_the_budget_follows_small_ones() {
+    let c = cluster(Duration::from_secs(60));
+    c.psql("postgres", "CREATE TABLE mixed(id int PRIMARY KEY, v text)").unwrap();
+    let mut client = repl_client(&c, "postgres").await;
+    create_slot(&mut client, "mixed").await;
+    c.psql(
+        "postgres",
+        "INSERT INTO mixed SELECT g, CASE WHEN g % 2 = 0 THEN repeat('x', 3000) ELSE 'y' END
+         FROM generate_series(1, 500) g",
+    )
+    .unwrap();
+    let cfg = StreamConfig { idle_advance: false, buffer_bytes: 2048, ..Default::default() };
+    let mut stream = client.start_replication("mixed", Lsn::INVALID, &v2(), cfg).await.unwrap();
+    let (mut inserts, mut large) = (0, 0);
+    loop {
+        let m = next_message(&mut stream).await;
+        match action(&m.data) {
+            b'I' => {
+                inserts += 1;
+                large += usize::from(m.data.len() > 2048);
+            }
+            b'C' => break,
+            _ => {}
+        }
+    }
+    assert_eq!((inserts, large), (500, 250));
+    stream.stop().await.unwrap().close().await.unwrap();
+}
