@@ -265,6 +265,8 @@ pub(crate) struct Conn {
     pub(crate) wbuf: BytesMut,
     pub(crate) decoder: Decoder,
     pub(crate) notice: NoticeHandler,
+    /// The last [`poll_fill`](Self::poll_fill) filled all the room there was: more may be waiting.
+    pub(crate) read_filled: bool,
 }
 
 impl Conn {
@@ -318,7 +320,10 @@ impl Conn {
         if self.short_of_room() && !self.rbuf.try_reclaim(READ_GROW) {
             self.rbuf.reserve(READ_GROW);
         }
-        self.sock.poll_read_spare(cx, &mut self.rbuf)
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        let r = self.sock.poll_read_spare(cx, &mut self.rbuf);
+        self.read_filled = matches!(r, Poll::Ready(Ok(n)) if n == room);
+        r
     }
 
     /// Write out and clear the write buffer.
@@ -516,6 +521,7 @@ impl Client {
             wbuf: BytesMut::new(),
             decoder: Decoder::new(),
             notice,
+            read_filled: false,
         };
         let nonce = crate::auth::scram::random_nonce()?;
         // When this attempt is dropped (connect_timeout), a SCRAM key derivation running on the blocking pool stops.
