@@ -138,7 +138,7 @@ pub struct StreamConfig {
     /// the window is about to close, waits 3-4 ms before reading: the server's messages queue up in its socket
     /// meanwhile and leave in a few large segments (5-10x fewer segments; on a loopback drain ~20 % less wall
     /// time, 10-15 % less client CPU and a fifth less walsender CPU); after eight full reads in a row the reader
-    /// takes the server's backlog without waiting. A message may then wait up to ~5 ms while the stream runs
+    /// takes the server's backlog without waiting. A message may then wait up to ~6 ms while the stream runs
     /// fast. When the consumer falls behind and the stream stops reading, the buffer goes back to the kernel's
     /// tuning (`SO_BUF_LOCK`) until the next fast stretch: a full fixed buffer would make the kernel drop the
     /// server's acknowledgements of our status updates.
