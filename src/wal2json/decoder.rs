@@ -25,6 +25,8 @@ pub(crate) struct Scratch {
     /// Format 1: the last `columnnames` / `columntypes` arrays of the current payload.
     pub(crate) names_cache: v1::ArrayCache,
     pub(crate) types_cache: v1::ArrayCache,
+    /// Format 2: the previous row's column prefixes, for `columns` and for `identity`.
+    pub(crate) col_prefixes: [v2::ColumnPrefixes; 2],
 }
 
 /// At most this many pooled strings, each of at most this capacity.

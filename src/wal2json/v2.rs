@@ -59,14 +59,16 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
                 b"table" => table = Some(cur.string()?),
                 b"columns" => {
                     let mut v = scratch.take_columns();
-                    columns_into(cur, &mut v, &mut scratch.strings)?;
+                    let [prefixes, _] = &mut scratch.col_prefixes;
+                    columns_into(cur, &mut v, &mut scratch.strings, prefixes)?;
                     if let Some(old) = columns.replace(v) {
                         scratch.put_columns(old);
                     }
                 }
                 b"identity" => {
                     let mut v = scratch.take_columns();
-                    columns_into(cur, &mut v, &mut scratch.strings)?;
+                    let [_, prefixes] = &mut scratch.col_prefixes;
+                    columns_into(cur, &mut v, &mut scratch.strings, prefixes)?;
                     if let Some(old) = identity.replace(v) {
                         scratch.put_columns(old);
                     }
@@ -171,9 +173,35 @@ const KEY_ORDER: [&[u8]; 14] = [
     b"\"content\":",
 ];
 
+/// What a column of the previous row began with: its bytes from `{` up to and including `,"value":`, and where
+/// in them its name and type are. Rows of one table repeat these bytes column by column; a column that begins
+/// with the same bytes has the same name, type and type OID (the parse of those bytes is the same), so they are
+/// compared with one `memcmp` and the name and type borrowed at the same offsets instead of parsed again.
+#[derive(Default)]
+struct Prefix {
+    bytes: Vec<u8>,
+    name: (usize, usize),
+    type_name: Option<(usize, usize)>,
+    type_oid: Option<i64>,
+}
+
+/// Longest prefix kept (a column with a longer name and type is parsed each time).
+const PREFIX_MAX: usize = 256;
+/// Prefixes kept for at most this many columns (PostgreSQL's limit is 1,600).
+const PREFIX_COLUMNS: usize = 1600;
+
+/// The previous row's [`Prefix`] of each column position.
+#[derive(Default)]
+pub(crate) struct ColumnPrefixes(Vec<Prefix>);
+
 /// `[{"name":…,"type":…,"typeoid":…,"value":…,"optional":…,"position":…,"default":…},…]`
 #[inline]
-pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>, pool: &mut Vec<String>) -> Result<()> {
+pub(crate) fn columns_into<'a>(
+    cur: &mut Cursor<'a>,
+    out: &mut Vec<Column<'a>>,
+    pool: &mut Vec<String>,
+    prefixes: &mut ColumnPrefixes,
+) -> Result<()> {
     cur.require(b'[', "expected '['")?;
     if cur.eat(b']') {
         return Ok(());
@@ -181,8 +209,11 @@ pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>, 
     loop {
         // Filled in place (see push_in_place).
         let n = out.len();
+        if n >= prefixes.0.len() && n < PREFIX_COLUMNS {
+            prefixes.0.push(Prefix::default());
+        }
         let col = super::push_in_place(out, || Column::new("", super::Value::Null));
-        if let Err(e) = column(cur, col, pool) {
+        if let Err(e) = column(cur, col, pool, prefixes.0.get_mut(n)) {
             out.truncate(n);
             return Err(e);
         }
@@ -195,8 +226,25 @@ pub(crate) fn columns_into<'a>(cur: &mut Cursor<'a>, out: &mut Vec<Column<'a>>, 
 }
 
 #[inline]
-fn column<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<String>) -> Result<()> {
+fn column<'a>(
+    cur: &mut Cursor<'a>,
+    col: &mut Column<'a>,
+    pool: &mut Vec<String>,
+    prefix: Option<&mut Prefix>,
+) -> Result<()> {
     let start = cur.pos;
+    if let Some(p) = prefix.as_deref() {
+        if !p.bytes.is_empty() && cur.rest().starts_with(&p.bytes) {
+            col.name = Cow::Borrowed(cur.str_range(start + p.name.0, start + p.name.1)?);
+            col.type_name = match p.type_name {
+                Some((s, e)) => Some(Cow::Borrowed(cur.str_range(start + s, start + e)?)),
+                None => None,
+            };
+            col.type_oid = p.type_oid;
+            cur.pos = start + p.bytes.len();
+            return value_onwards(cur, col, pool);
+        }
+    }
     // Fast path: wal2json's own key order, matched as literals.
     if cur.lit(b"{\"name\":") {
         cur.string_into(&mut col.name, pool)?;
@@ -207,27 +255,12 @@ fn column<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<String>
             col.type_oid = Some(cur.i64()?);
         }
         if cur.lit(b",\"value\":") {
-            cur.value_into(&mut col.value, pool)?;
-            if cur.lit(b",\"optional\":") {
-                col.optional = Some(cur.boolean()?);
+            if let Some(p) = prefix {
+                remember(p, cur, start, col);
             }
-            if cur.lit(b",\"position\":") {
-                col.position = Some(cur.i32()?);
-            }
-            if cur.lit(b",\"default\":") {
-                col.default = cur.default_v2()?;
-            }
+            return value_onwards(cur, col, pool);
         }
-        if cur.lit(b"}") {
-            return Ok(());
-        }
-        // anything else: the general loop below takes over after a ','
-        if !cur.eat(b',') {
-            cur.require(b'}', "expected ',' or '}'")?;
-            return Ok(());
-        }
-        column_keys(cur, col, pool)?;
-        return Ok(());
+        return rest_of_column(cur, col, pool);
     }
     cur.require(b'{', "expected '{'")?;
     if cur.eat(b'}') {
@@ -237,6 +270,68 @@ fn column<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<String>
     if !named {
         return Err(cur.err_at(start, "column without \"name\""));
     }
+    Ok(())
+}
+
+/// Keep the bytes from `start` to the cursor (just after `,"value":`) as the column's [`Prefix`], when its name
+/// and type were borrowed from them.
+fn remember(p: &mut Prefix, cur: &Cursor<'_>, start: usize, col: &Column<'_>) {
+    p.bytes.clear();
+    let len = cur.pos.saturating_sub(start);
+    // where a borrowed string lies within the prefix
+    let origin = (cur.b.as_ptr() as usize).saturating_add(start);
+    let span = |s: &str| {
+        let from = (s.as_ptr() as usize).checked_sub(origin)?;
+        let to = from.checked_add(s.len())?;
+        (to <= len).then_some((from, to))
+    };
+    let Cow::Borrowed(name) = &col.name else { return };
+    let Some(name) = span(name) else { return };
+    let type_name = match &col.type_name {
+        None => None,
+        Some(Cow::Borrowed(t)) => match span(t) {
+            Some(t) => Some(t),
+            None => return,
+        },
+        Some(Cow::Owned(_)) => return,
+    };
+    if len > PREFIX_MAX {
+        return;
+    }
+    p.bytes.extend_from_slice(cur.bytes_range(start, cur.pos));
+    p.name = name;
+    p.type_name = type_name;
+    p.type_oid = col.type_oid;
+}
+
+/// The rest of a column from its value on (the cursor just after `,"value":`).
+#[inline(always)]
+fn value_onwards<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<String>) -> Result<()> {
+    cur.value_into(&mut col.value, pool)?;
+    if cur.lit(b",\"optional\":") {
+        col.optional = Some(cur.boolean()?);
+    }
+    if cur.lit(b",\"position\":") {
+        col.position = Some(cur.i32()?);
+    }
+    if cur.lit(b",\"default\":") {
+        col.default = cur.default_v2()?;
+    }
+    rest_of_column(cur, col, pool)
+}
+
+/// The end of a column after its fast-path keys: `}`, or more keys in any order.
+#[inline(always)]
+fn rest_of_column<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<String>) -> Result<()> {
+    if cur.lit(b"}") {
+        return Ok(());
+    }
+    // anything else: the general loop below takes over after a ','
+    if !cur.eat(b',') {
+        cur.require(b'}', "expected ',' or '}'")?;
+        return Ok(());
+    }
+    column_keys(cur, col, pool)?;
     Ok(())
 }
 
