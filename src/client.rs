@@ -297,11 +297,12 @@ impl Conn {
     /// ([`tokio::task::yield_now`]): a consumer that keeps up drops those payloads, and
     /// [`poll_fill`](Self::poll_fill) can reuse the block.
     pub(crate) fn read_room_shared(&mut self) -> bool {
-        self.short_of_room() && !self.rbuf.try_reclaim(READ_GROW)
+        self.read_room() < READ_MIN_ROOM && !self.rbuf.try_reclaim(READ_GROW)
     }
 
-    fn short_of_room(&self) -> bool {
-        self.rbuf.capacity() - self.rbuf.len() < READ_MIN_ROOM
+    /// Spare room in the read buffer.
+    fn read_room(&self) -> usize {
+        self.rbuf.capacity() - self.rbuf.len()
     }
 
     /// Read what is queued into the read buffer (`Ready(Ok(0))`: end of stream).
@@ -317,10 +318,10 @@ impl Conn {
             Poll::Ready(Ok(())) => {}
             other => return other.map_ok(|()| 0),
         }
-        if self.short_of_room() && !self.rbuf.try_reclaim(READ_GROW) {
+        if self.read_room_shared() {
             self.rbuf.reserve(READ_GROW);
         }
-        let room = self.rbuf.capacity() - self.rbuf.len();
+        let room = self.read_room();
         let r = self.sock.poll_read_spare(cx, &mut self.rbuf);
         self.read_filled = matches!(r, Poll::Ready(Ok(n)) if n == room);
         r

@@ -278,6 +278,9 @@ fn column<'a>(
 fn remember(p: &mut Prefix, cur: &Cursor<'_>, start: usize, col: &Column<'_>) {
     p.bytes.clear();
     let len = cur.pos.saturating_sub(start);
+    if len > PREFIX_MAX {
+        return;
+    }
     // where a borrowed string lies within the prefix
     let origin = (cur.b.as_ptr() as usize).saturating_add(start);
     let span = |s: &str| {
@@ -295,9 +298,6 @@ fn remember(p: &mut Prefix, cur: &Cursor<'_>, start: usize, col: &Column<'_>) {
         },
         Some(Cow::Owned(_)) => return,
     };
-    if len > PREFIX_MAX {
-        return;
-    }
     p.bytes.extend_from_slice(cur.bytes_range(start, cur.pos));
     p.name = name;
     p.type_name = type_name;
