@@ -159,15 +159,17 @@ async fn drain(
                         Event::Update(_) => t.updates += 1,
                         _ => t.deletes += 1,
                     }
-                    t.value_bytes += c.table.len() as u64;
+                    // summed in locals: `t` lives in the future's state (memory), a local stays in a register
+                    let mut bytes = c.table.len() as u64;
                     for col in c.columns.iter().chain(c.identity.iter()) {
-                        t.columns += 1;
-                        t.value_bytes += match &col.value {
+                        bytes += match &col.value {
                             Value::Null => 0,
                             Value::Bool(_) => 1,
                             Value::Number(s) | Value::String(s) => s.len() as u64,
                         };
                     }
+                    t.columns += (c.columns.len() + c.identity.len()) as u64;
+                    t.value_bytes += bytes;
                 }
                 _ => t.other += 1,
             }

@@ -107,6 +107,16 @@ impl<'a> Cursor<'a> {
         self.pos >= self.b.len()
     }
 
+    /// Consume `c` when it is the very next byte (no whitespace skipped).
+    #[inline(always)]
+    pub(crate) fn eat_byte(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            return true;
+        }
+        false
+    }
+
     /// Skip whitespace and consume `c` if it is next.
     #[inline(always)]
     pub(crate) fn eat(&mut self, c: u8) -> bool {
@@ -147,6 +157,28 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// `&str` for `b[start..end]`, a span the caller has just seen delimited by ASCII bytes: `b[start - 1]`
+    /// (when `start > 0`) and `b[end]` are ASCII. A position next to an ASCII byte is a character boundary of a
+    /// valid UTF-8 payload, so for a validated payload ([`Cursor::new`]) no byte is looked at again; otherwise
+    /// the span is validated.
+    ///
+    /// # Safety
+    /// `start <= end < b.len()`, and `b[start - 1]` (when `start > 0`) and `b[end]` are ASCII bytes.
+    #[inline(always)]
+    pub(crate) unsafe fn str_delimited(&self, start: usize, end: usize) -> Result<&'a str> {
+        match self.s {
+            Some(s) => {
+                debug_assert!(start <= end && end < s.len());
+                debug_assert!(start == 0 || s.as_bytes().get(start - 1).is_some_and(u8::is_ascii));
+                debug_assert!(s.as_bytes().get(end).is_some_and(u8::is_ascii));
+                // SAFETY: in bounds (the caller's contract); `start` follows an ASCII byte (or is 0) and `end` is
+                // at one, so both are character boundaries of the valid UTF-8 `s`.
+                Ok(unsafe { s.get_unchecked(start..end) })
+            }
+            None => self.str_range(start, end),
+        }
+    }
+
     #[inline(always)]
     pub(crate) fn bytes_range(&self, start: usize, end: usize) -> &'a [u8] {
         self.b.get(start..end).unwrap_or(&[])
@@ -180,9 +212,25 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The fast path of the string readers: a string without escapes right here, borrowed; `None` (the cursor
+    /// unmoved) otherwise.
+    #[inline(always)]
+    fn plain_string(&mut self) -> Option<Result<&'a str>> {
+        let (start, j) = self.string_here()?;
+        if self.b.get(j) != Some(&b'"') {
+            return None;
+        }
+        self.pos = j + 1;
+        // SAFETY: `b[start - 1]` is the opening quote (`string_here`), `b[j]` the closing one (just checked).
+        Some(unsafe { self.str_delimited(start, j) })
+    }
+
     /// A JSON string, borrowed when it has no escapes.
     #[inline(always)]
     pub(crate) fn string(&mut self) -> Result<Cow<'a, str>> {
+        if let Some(s) = self.plain_string() {
+            return s.map(Cow::Borrowed);
+        }
         let (s, e, esc) = self.string_span()?;
         if !esc {
             return Ok(Cow::Borrowed(self.str_range(s, e)?));
@@ -206,7 +254,8 @@ impl<'a> Cursor<'a> {
         let j = find_quote_or_backslash(self.b, start).ok_or_else(|| self.err("unterminated string"))?;
         if self.b.get(j) == Some(&b'"') {
             self.pos = j + 1;
-            return Ok(Cow::Borrowed(self.str_range(start, j)?));
+            // SAFETY: `b[start - 1]` is the opening quote (checked above), `b[j]` the closing one.
+            return Ok(Cow::Borrowed(unsafe { self.str_delimited(start, j) }?));
         }
         self.string_escaped(start, j, pool)
     }
@@ -235,7 +284,8 @@ impl<'a> Cursor<'a> {
         let Some((start, j)) = self.string_here() else { return Ok(false) };
         *dst = wrap(if self.b.get(j) == Some(&b'"') {
             self.pos = j + 1;
-            Cow::Borrowed(self.str_range(start, j)?)
+            // SAFETY: `b[start - 1]` is the opening quote (`string_here`), `b[j]` the closing one (just checked).
+            Cow::Borrowed(unsafe { self.str_delimited(start, j) }?)
         } else {
             self.string_escaped(start, j, pool)?
         });
@@ -399,7 +449,10 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let end = number_end(self.b, start).ok_or_else(|| self.err("invalid number"))?;
         self.pos = end;
-        self.str_range(start, end)
+        let digits = self.bytes_range(start, end);
+        debug_assert!(digits.is_ascii());
+        // SAFETY: `number_end` accepts ASCII bytes only (`-`, `+`, `.`, `e`, `E`, digits).
+        Ok(unsafe { std::str::from_utf8_unchecked(digits) })
     }
 
     pub(crate) fn boolean(&mut self) -> Result<bool> {
@@ -436,11 +489,35 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>> {
+        if let Some(v) = self.plain_u64() {
+            return Ok(Some(v));
+        }
         if self.eat_null() {
             Ok(None)
         } else {
             self.u64().map(Some)
         }
+    }
+
+    /// The fast path of the unsigned readers: an integer of plain digits right here (how wal2json prints xids),
+    /// when it fits; `None` (the cursor unmoved) for anything else, which the general path then reads or rejects.
+    #[inline(always)]
+    fn plain_u64(&mut self) -> Option<u64> {
+        let b = self.b;
+        let start = self.pos;
+        let mut i = start;
+        let mut v: u64 = 0;
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            i += 1;
+        }
+        // a JSON integer: some digits, no leading zero, no fraction or exponent after them
+        let n = i - start;
+        if n == 0 || (n > 1 && b.get(start) == Some(&b'0')) || matches!(b.get(i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.pos = i;
+        Some(v)
     }
 
     pub(crate) fn opt_u32(&mut self) -> Result<Option<u32>> {
@@ -452,6 +529,9 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn opt_string(&mut self) -> Result<Option<Cow<'a, str>>> {
+        if let Some(s) = self.plain_string() {
+            return s.map(|s| Some(Cow::Borrowed(s)));
+        }
         if self.eat_null() {
             Ok(None)
         } else {
@@ -1521,6 +1601,84 @@ mod tests {
         }
         check_into(b"\"\xff\xfe\",");
         check_into(b"\"ab\xc3\",");
+    }
+
+    /// `opt_u64`'s plain-digits fast path gives what the general path (`u64` on the number's text) gives:
+    /// the same value or an error, the cursor at the same place.
+    #[test]
+    fn opt_u64_fast_path_matches_the_general_path() {
+        for src in [
+            "0,",
+            "7}",
+            "725,",
+            "4294967295,",
+            "18446744073709551615,",
+            "18446744073709551616,",
+            "99999999999999999999999,",
+            "01,",
+            "00,",
+            "1.5,",
+            "1e3,",
+            "1E3,",
+            "2.",
+            "-1,",
+            "-0,",
+            " 5,",
+            "5",
+            "null,",
+            "nul",
+            "x",
+            "",
+        ] {
+            let mut fast = Cursor::new(src.as_bytes());
+            let got = fast.opt_u64();
+            let mut general = Cursor::new(src.as_bytes());
+            let want = if general.eat_null() { Ok(None) } else { general.u64().map(Some) };
+            assert_eq!(got.is_ok(), want.is_ok(), "{src:?}: {got:?} vs {want:?}");
+            if let (Ok(g), Ok(w)) = (got, want) {
+                assert_eq!(g, w, "{src:?}");
+                assert_eq!(fast.pos, general.pos, "{src:?}");
+            }
+        }
+    }
+
+    /// `string` / `opt_string`'s fast path (a plain string borrowed) against the general path (`string_span`).
+    #[test]
+    fn plain_string_fast_path_matches_the_general_path() {
+        let inputs: [&[u8]; 11] = [
+            b"\"abc\",",
+            b"\"\",",
+            b"\"\xc3\xa9\"}",
+            b"\"a\\\"b\",",
+            b" \"ws\",",
+            b"\"open",
+            b"\"\xff\",",
+            b"\"ab\xc3\",",
+            b"null,",
+            b"\"\xe6\x97\xa5\xe6\x9c\xac\"]",
+            b"\"0123456789abcdef0123456789abcdef\",",
+        ];
+        for src in inputs {
+            let mut fast = Cursor::new(src);
+            let got = fast.string().map(|c| c.into_owned());
+            let mut general = Cursor::new(src);
+            let want = general.string_span().and_then(|(s, e, _)| {
+                let mut out = Vec::new();
+                unescape(general.bytes_range(s, e), s, &mut out)?;
+                String::from_utf8(out).map_err(|_| Error::decode(s, "not UTF-8"))
+            });
+            assert_eq!(got.is_ok(), want.is_ok(), "{src:?}: {got:?} vs {want:?}");
+            if let (Ok(g), Ok(w)) = (&got, &want) {
+                assert_eq!(g, w, "{src:?}");
+                assert_eq!(fast.pos, general.pos, "{src:?}");
+            }
+            let mut opt = Cursor::new(src);
+            let got_opt = opt.opt_string().map(|o| o.map(|c| c.into_owned()));
+            match src {
+                b"null," => assert!(matches!(got_opt, Ok(None))),
+                _ => assert_eq!(got_opt.ok().flatten(), got.ok(), "{src:?}"),
+            }
+        }
     }
 
     proptest::proptest! {

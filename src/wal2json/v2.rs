@@ -235,9 +235,12 @@ fn column<'a>(
     let start = cur.pos;
     if let Some(p) = prefix.as_deref() {
         if !p.bytes.is_empty() && cur.rest().starts_with(&p.bytes) {
-            col.name = Cow::Borrowed(cur.str_range(start + p.name.0, start + p.name.1)?);
+            // SAFETY: the payload's bytes from `start` are the prefix's bytes (just compared), and `remember` kept
+            // only spans that lie inside the prefix, before its last byte, between ASCII bytes.
+            col.name = Cow::Borrowed(unsafe { cur.str_delimited(start + p.name.0, start + p.name.1) }?);
             col.type_name = match p.type_name {
-                Some((s, e)) => Some(Cow::Borrowed(cur.str_range(start + s, start + e)?)),
+                // SAFETY: as for the name
+                Some((s, e)) => Some(Cow::Borrowed(unsafe { cur.str_delimited(start + s, start + e) }?)),
                 None => None,
             };
             col.type_oid = p.type_oid;
@@ -283,10 +286,13 @@ fn remember(p: &mut Prefix, cur: &Cursor<'_>, start: usize, col: &Column<'_>) {
     }
     // where a borrowed string lies within the prefix
     let origin = (cur.b.as_ptr() as usize).saturating_add(start);
+    // (spans that `column` may take again with `str_delimited`: between ASCII bytes, ending before the last byte)
+    let bytes = cur.bytes_range(start, cur.pos);
+    let ascii = |i: usize| bytes.get(i).is_some_and(u8::is_ascii);
     let span = |s: &str| {
         let from = (s.as_ptr() as usize).checked_sub(origin)?;
         let to = from.checked_add(s.len())?;
-        (to <= len).then_some((from, to))
+        (to < len && from > 0 && ascii(from - 1) && ascii(to)).then_some((from, to))
     };
     let Cow::Borrowed(name) = &col.name else { return };
     let Some(name) = span(name) else { return };
@@ -298,7 +304,7 @@ fn remember(p: &mut Prefix, cur: &Cursor<'_>, start: usize, col: &Column<'_>) {
         },
         Some(Cow::Owned(_)) => return,
     };
-    p.bytes.extend_from_slice(cur.bytes_range(start, cur.pos));
+    p.bytes.extend_from_slice(bytes);
     p.name = name;
     p.type_name = type_name;
     p.type_oid = col.type_oid;
@@ -308,6 +314,10 @@ fn remember(p: &mut Prefix, cur: &Cursor<'_>, start: usize, col: &Column<'_>) {
 #[inline(always)]
 fn value_onwards<'a>(cur: &mut Cursor<'a>, col: &mut Column<'a>, pool: &mut Vec<String>) -> Result<()> {
     cur.value_into(&mut col.value, pool)?;
+    // wal2json's default: nothing after the value
+    if cur.eat_byte(b'}') {
+        return Ok(());
+    }
     if cur.lit(b",\"optional\":") {
         col.optional = Some(cur.boolean()?);
     }
