@@ -117,8 +117,8 @@ impl Error {
         Self::new(ErrorKind::Timeout, msg)
     }
     /// An error reported by the server.
-    pub fn db(e: DbError) -> Self {
-        Error { kind: ErrorKind::Db, msg: String::new(), db: Some(Box::new(e)), source: None }
+    pub fn db(e: impl Into<Box<DbError>>) -> Self {
+        Error { kind: ErrorKind::Db, msg: String::new(), db: Some(e.into()), source: None }
     }
     /// An I/O error with context.
     pub fn io(context: impl Into<String>, e: std::io::Error) -> Self {

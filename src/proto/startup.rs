@@ -82,7 +82,7 @@ impl Startup {
     pub fn handle(&mut self, msg: BackendMessage, out: &mut BytesMut) -> Result<StartupStatus> {
         match (self.phase, msg) {
             (_, BackendMessage::ErrorResponse(e)) => Err(Error::db(e)),
-            (_, BackendMessage::NoticeResponse(n)) => Ok(StartupStatus::Notice(Box::new(n))),
+            (_, BackendMessage::NoticeResponse(n)) => Ok(StartupStatus::Notice(n)),
             (Phase::Auth, BackendMessage::Authentication(a)) => {
                 let mechs: Vec<&str>;
                 let req = match &a {
