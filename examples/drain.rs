@@ -9,8 +9,8 @@
 //! - The wal2json options default to the ones the other contenders of the benchmark use (`format-version=2`,
 //!   `include-xids=1`, `include-timestamp=1`), so that every contender receives the same bytes; `-o` replaces
 //!   that list (e.g. `-o format-version=1 -o write-in-chunks=1 -o include-timestamp=1`).
-//! - Every event is looked at (kind, table, every column value), then handed back with `recycle` so that its
-//!   storage is reused: the steady state allocates nothing per event.
+//! - Every event is looked at (kind, table, every column value) in `Payload::decode_each`, which hands each
+//!   one's storage back for reuse: the steady state allocates nothing per event.
 //! - `--latency FILE` writes one line per transaction: microseconds from its commit (the `timestamp` wal2json
 //!   prints on the `Begin`, which is the commit time; needs `include-timestamp=1` and a server running with
 //!   `timezone = UTC` or any offset it prints) to the moment its `Begin` event was decoded here.
@@ -141,41 +141,35 @@ async fn drain(
     let mut t = Totals::default();
     while let Some(mut payload) = changes.next().await? {
         t.payloads += 1;
-        let mut events = payload.events()?;
-        while let Some(ev) = events.next() {
-            let ev = ev?;
-            match &ev {
-                Event::Begin(tx) => {
-                    if let (Some(lat), Some(ts)) = (latencies.as_deref_mut(), tx.timestamp.as_deref()) {
-                        if let Some(commit) = parse_pg_timestamp_us(ts) {
-                            lat.push(now_us() - commit);
-                        }
+        // Each event is decoded, looked at in the closure, then its storage handed back for the next one.
+        payload.decode_each(|ev| match ev {
+            Event::Begin(tx) => {
+                if let (Some(lat), Some(ts)) = (latencies.as_deref_mut(), tx.timestamp.as_deref()) {
+                    if let Some(commit) = parse_pg_timestamp_us(ts) {
+                        lat.push(now_us() - commit);
                     }
                 }
-                Event::Commit(_) => t.commits += 1,
-                Event::Insert(c) | Event::Update(c) | Event::Delete(c) => {
-                    match &ev {
-                        Event::Insert(_) => t.inserts += 1,
-                        Event::Update(_) => t.updates += 1,
-                        _ => t.deletes += 1,
-                    }
-                    // summed in locals: `t` lives in the future's state (memory), a local stays in a register
-                    let mut bytes = c.table.len() as u64;
-                    for col in c.columns.iter().chain(c.identity.iter()) {
-                        bytes += match &col.value {
-                            Value::Null => 0,
-                            Value::Bool(_) => 1,
-                            Value::Number(s) | Value::String(s) => s.len() as u64,
-                        };
-                    }
-                    t.columns += (c.columns.len() + c.identity.len()) as u64;
-                    t.value_bytes += bytes;
-                }
-                _ => t.other += 1,
             }
-            events.recycle(ev);
-        }
-        drop(events);
+            Event::Commit(_) => t.commits += 1,
+            Event::Insert(c) | Event::Update(c) | Event::Delete(c) => {
+                match ev {
+                    Event::Insert(_) => t.inserts += 1,
+                    Event::Update(_) => t.updates += 1,
+                    _ => t.deletes += 1,
+                }
+                let mut bytes = c.table.len() as u64;
+                for col in c.columns.iter().chain(c.identity.iter()) {
+                    bytes += match &col.value {
+                        Value::Null => 0,
+                        Value::Bool(_) => 1,
+                        Value::Number(s) | Value::String(s) => s.len() as u64,
+                    };
+                }
+                t.columns += (c.columns.len() + c.identity.len()) as u64;
+                t.value_bytes += bytes;
+            }
+            _ => t.other += 1,
+        })?;
         // Acknowledges when this payload ends a transaction: the "store, then acknowledge" point.
         payload.ack();
         if count.is_some_and(|n| t.commits >= n) {

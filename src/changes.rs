@@ -612,6 +612,12 @@ impl<'s> Payload<'s> {
     pub fn events(&mut self) -> Result<Events<'_, 's>> {
         self.decoder.feed(&self.data.data)
     }
+    /// Decode the payload and call `f` on each event, handing each one's storage back for reuse afterwards (what
+    /// [`Payload::events`] with [`Events::recycle`] does, in a loop the compiler sees whole: no event is moved
+    /// after it is decoded). Returns the number of events.
+    pub fn decode_each(&mut self, f: impl FnMut(&Event<'s>)) -> Result<usize> {
+        self.decoder.decode_each(&self.data.data, f)
+    }
     /// Whether this payload ends a transaction (a `C`, the end of a format 1 transaction) or stands alone.
     pub fn ends_transaction(&self) -> bool {
         self.ends

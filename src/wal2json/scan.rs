@@ -585,6 +585,27 @@ impl<'a> Cursor<'a> {
         self.key()
     }
 
+    /// [`Cursor::predicted_key`] for a table of `(literal, tag)`: the tag of the key read (matched as a literal
+    /// from `hint` on, or else read in general and looked up without its quotes and colon), `other` for a key
+    /// not in the table. The caller then matches on a small tag rather than on the key's bytes.
+    #[inline(always)]
+    pub(crate) fn predicted_key_tag<T: Copy>(&mut self, order: &[(&[u8], T)], hint: &mut usize, other: T) -> Result<T> {
+        if self.peek() != Some(b'"') {
+            self.ws();
+        }
+        let rest = self.rest();
+        for (i, (k, tag)) in order.iter().enumerate().skip(*hint) {
+            if rest.get(1) == k.get(1) && rest.get(k.len().wrapping_sub(2)) == Some(&b'"') && starts_with_short(rest, k)
+            {
+                *hint = i + 1;
+                self.pos += k.len();
+                return Ok(*tag);
+            }
+        }
+        let key = self.key()?;
+        Ok(order.iter().find(|(k, _)| k.get(1..k.len().saturating_sub(2)) == Some(key)).map_or(other, |(_, tag)| *tag))
+    }
+
     /// Any scalar column value.
     #[inline(always)]
     pub(crate) fn value(&mut self) -> Result<Value<'a>> {

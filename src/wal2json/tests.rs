@@ -856,3 +856,23 @@ fn push_in_place_is_push() {
     assert_eq!(w, ["a", "bc"]);
     assert_eq!(w.as_ptr(), before);
 }
+
+/// Format 2 keys are matched by a predicted order with a general fallback: any order, unknown keys anywhere and
+/// keys the prediction already passed decode to the same event as wal2json's own order.
+#[test]
+fn format2_keys_in_any_order_decode_alike() {
+    let in_order = r#"{"action":"U","xid":7,"timestamp":"2024-01-01 00:00:00+00","origin":3,"lsn":"0/10","nextlsn":"0/20","schema":"s","table":"t","columns":[{"name":"a","type":"int","value":1}],"identity":[{"name":"a","type":"int","value":0}],"pk":[{"name":"a","type":"int"}]}"#;
+    let expected = v2(in_order);
+    for p in [
+        r#"{"pk":[{"name":"a","type":"int"}],"table":"t","zzz":[1,{"x":null}],"identity":[{"name":"a","type":"int","value":0}],"lsn":"0/10","action":"U","columns":[{"name":"a","type":"int","value":1}],"origin":3,"nextlsn":"0/20","schema":"s","timestamp":"2024-01-01 00:00:00+00","xid":7}"#,
+        r#"{"xid":7,"action":"U","origin":3,"timestamp":"2024-01-01 00:00:00+00","schema":"s","lsn":"0/10","nextlsn":"0/20","table":"t","identity":[{"name":"a","type":"int","value":0}],"columns":[{"name":"a","type":"int","value":1}],"pk":[{"name":"a","type":"int"}],"content_hexx":1}"#,
+        r#"{ "action" : "U" , "xid" : 7 , "timestamp" : "2024-01-01 00:00:00+00" , "origin" : 3 , "lsn" : "0/10" , "nextlsn" : "0/20" , "schema" : "s" , "table" : "t" , "columns" : [{"name":"a","type":"int","value":1}] , "identity" : [{"name":"a","type":"int","value":0}] , "pk" : [{"name":"a","type":"int"}] }"#,
+    ] {
+        assert_eq!(v2(p), expected, "{p}");
+    }
+    // a message with its keys reversed, and pgrepl's content_hex before the prefix
+    let m = v2(r#"{"content":"hi","prefix":"p","transactional":true,"action":"M","xid":5}"#);
+    assert_eq!(m, v2(r#"{"action":"M","xid":5,"transactional":true,"prefix":"p","content":"hi"}"#));
+    let m = v2(r#"{"action":"M","content_hex":"6869","transactional":true,"prefix":"p","xid":5}"#);
+    assert_eq!(m, v2(r#"{"action":"M","xid":5,"transactional":true,"prefix":"p","content":"hi"}"#));
+}

@@ -35,9 +35,8 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
     if !cur.eat(b'}') {
         let mut hint = 0;
         loop {
-            let key = cur.predicted_key(&KEY_ORDER, &mut hint)?;
-            match key {
-                b"action" => {
+            match cur.predicted_key_tag(&KEYS, &mut hint, Key::Other)? {
+                Key::Action => {
                     let (s, e, _) = cur.string_span()?;
                     match cur.bytes_range(s, e) {
                         // a repeated "action" must agree: the boundary classifiers read the first one
@@ -50,14 +49,14 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
                         _ => return Err(cur.err_at(s, "unknown action")),
                     }
                 }
-                b"xid" => xid = cur.opt_u64()?,
-                b"timestamp" => timestamp = cur.opt_string()?,
-                b"origin" => origin = cur.opt_u32()?,
-                b"lsn" => lsn = cur.opt_lsn()?,
-                b"nextlsn" => nextlsn = cur.opt_lsn()?,
-                b"schema" => schema = cur.opt_string()?,
-                b"table" => table = Some(cur.string()?),
-                b"columns" => {
+                Key::Xid => xid = cur.opt_u64()?,
+                Key::Timestamp => timestamp = cur.opt_string()?,
+                Key::Origin => origin = cur.opt_u32()?,
+                Key::Lsn => lsn = cur.opt_lsn()?,
+                Key::NextLsn => nextlsn = cur.opt_lsn()?,
+                Key::Schema => schema = cur.opt_string()?,
+                Key::Table => table = Some(cur.string()?),
+                Key::Columns => {
                     let mut v = scratch.take_columns();
                     let [prefixes, _] = &mut scratch.col_prefixes;
                     columns_into(cur, &mut v, &mut scratch.strings, prefixes)?;
@@ -65,7 +64,7 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
                         scratch.put_columns(old);
                     }
                 }
-                b"identity" => {
+                Key::Identity => {
                     let mut v = scratch.take_columns();
                     let [_, prefixes] = &mut scratch.col_prefixes;
                     columns_into(cur, &mut v, &mut scratch.strings, prefixes)?;
@@ -73,18 +72,18 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
                         scratch.put_columns(old);
                     }
                 }
-                b"pk" => {
+                Key::Pk => {
                     let mut v = scratch.take_pk();
                     pk_into(cur, &mut v)?;
                     if let Some(old) = pk.replace(v) {
                         scratch.put_pk(old);
                     }
                 }
-                b"transactional" => transactional = Some(cur.boolean()?),
-                b"prefix" => prefix = Some(cur.string()?),
-                b"content" => content = Some(cur.byte_string()?),
+                Key::Transactional => transactional = Some(cur.boolean()?),
+                Key::Prefix => prefix = Some(cur.string()?),
+                Key::Content => content = Some(cur.byte_string()?),
                 // pgrepl's own writer: message content that is not UTF-8
-                b"content_hex" => {
+                Key::ContentHex => {
                     let (s, e, esc) = cur.string_span()?;
                     if esc {
                         return Err(cur.err_at(s, "invalid content_hex"));
@@ -93,7 +92,7 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
                         hex_decode(cur.bytes_range(s, e)).ok_or_else(|| cur.err_at(s, "invalid content_hex"))?,
                     ));
                 }
-                _ => cur.skip_value()?,
+                Key::Other => cur.skip_value()?,
             }
             if cur.eat(b',') {
                 continue;
@@ -155,22 +154,45 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
     Ok(ev)
 }
 
-/// The top-level keys in wal2json's order, with their quotes and colon.
-const KEY_ORDER: [&[u8]; 14] = [
-    b"\"action\":",
-    b"\"xid\":",
-    b"\"timestamp\":",
-    b"\"origin\":",
-    b"\"lsn\":",
-    b"\"nextlsn\":",
-    b"\"schema\":",
-    b"\"table\":",
-    b"\"columns\":",
-    b"\"identity\":",
-    b"\"pk\":",
-    b"\"transactional\":",
-    b"\"prefix\":",
-    b"\"content\":",
+/// A top-level key (see [`KEYS`]).
+#[derive(Clone, Copy)]
+enum Key {
+    Action,
+    Xid,
+    Timestamp,
+    Origin,
+    Lsn,
+    NextLsn,
+    Schema,
+    Table,
+    Columns,
+    Identity,
+    Pk,
+    Transactional,
+    Prefix,
+    Content,
+    ContentHex,
+    Other,
+}
+
+/// The top-level keys in wal2json's order, with their quotes and colon (`content_hex`, pgrepl's own writer's,
+/// last).
+const KEYS: [(&[u8], Key); 15] = [
+    (b"\"action\":", Key::Action),
+    (b"\"xid\":", Key::Xid),
+    (b"\"timestamp\":", Key::Timestamp),
+    (b"\"origin\":", Key::Origin),
+    (b"\"lsn\":", Key::Lsn),
+    (b"\"nextlsn\":", Key::NextLsn),
+    (b"\"schema\":", Key::Schema),
+    (b"\"table\":", Key::Table),
+    (b"\"columns\":", Key::Columns),
+    (b"\"identity\":", Key::Identity),
+    (b"\"pk\":", Key::Pk),
+    (b"\"transactional\":", Key::Transactional),
+    (b"\"prefix\":", Key::Prefix),
+    (b"\"content\":", Key::Content),
+    (b"\"content_hex\":", Key::ContentHex),
 ];
 
 /// What a column of the previous row began with: its bytes from `{` up to and including `,"value":`, and where
@@ -225,7 +247,7 @@ pub(crate) fn columns_into<'a>(
     }
 }
 
-#[inline]
+#[inline(always)]
 fn column<'a>(
     cur: &mut Cursor<'a>,
     col: &mut Column<'a>,
