@@ -144,6 +144,15 @@ pub enum Boundary {
 /// logic stops only after `Commit` or `Standalone`, or on `Inside` when no transaction is open — format 2
 /// without include-transaction has no `B`/`C`; [`AnyDecoder::in_transaction`] tracks that).
 pub fn boundary_after(payload: &[u8]) -> Result<Boundary> {
+    // wal2json's format 2 as it prints it, `{"action":"X"` first: no general key scan
+    if let Some([a, b'"', ..]) = payload.strip_prefix(b"{\"action\":\"") {
+        match a {
+            b'B' => return Ok(Boundary::Begin),
+            b'C' => return Ok(Boundary::Commit),
+            b'I' | b'U' | b'D' | b'T' => return Ok(Boundary::Inside),
+            _ => {}
+        }
+    }
     Ok(match Format::detect(payload)? {
         Format::V2 => match v2_action(payload) {
             Some(b'B') => Boundary::Begin,
