@@ -26,7 +26,7 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgrepl::changes::{ChangeStream, ChangeStreamConfig};
-use pgrepl::wal2json::{Event, Value};
+use pgrepl::wal2json::{Column, Event, Value};
 use pgrepl::Lsn;
 
 #[derive(Default, Debug)]
@@ -157,16 +157,8 @@ async fn drain(
                     Event::Update(_) => t.updates += 1,
                     _ => t.deletes += 1,
                 }
-                let mut bytes = c.table.len() as u64;
-                for col in c.columns.iter().chain(c.identity.iter()) {
-                    bytes += match &col.value {
-                        Value::Null => 0,
-                        Value::Bool(_) => 1,
-                        Value::Number(s) | Value::String(s) => s.len() as u64,
-                    };
-                }
                 t.columns += (c.columns.len() + c.identity.len()) as u64;
-                t.value_bytes += bytes;
+                t.value_bytes += c.table.len() as u64 + value_bytes(&c.columns) + value_bytes(&c.identity);
             }
             _ => t.other += 1,
         })?;
@@ -178,6 +170,19 @@ async fn drain(
     }
     changes.stop().await?;
     Ok(t)
+}
+
+/// The bytes of the columns' values (what a consumer would store), looked at one by one.
+fn value_bytes(cols: &[Column<'_>]) -> u64 {
+    let mut n = 0;
+    for col in cols {
+        n += match &col.value {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Number(s) | Value::String(s) => s.len() as u64,
+        };
+    }
+    n
 }
 
 fn now_us() -> i64 {
