@@ -261,9 +261,10 @@ impl AnyDecoder {
 
     /// Decode `payload` and call `f` on each event (recycling each afterwards). Returns the number of events.
     pub fn decode_each<'a>(&mut self, payload: &'a [u8], mut f: impl FnMut(&Event<'a>)) -> Result<usize> {
-        if payload.starts_with(b"{\"action\":") {
-            // format 2 as wal2json prints it (what `feed` detects first): its one event decoded and handed to `f`
-            // in place, without the iterator's Option/Result layers around it
+        let fmt = Format::detect(payload)?;
+        if fmt == Format::V2 {
+            // format 2: its one event decoded and handed to `f` in place, without the iterator's Option/Result
+            // layers around it
             self.note_v2(payload);
             let scratch = self.v1.scratch.new_payload();
             let ev = v2::parse(&mut Cursor::new(payload), scratch)?;
@@ -271,7 +272,7 @@ impl AnyDecoder {
             scratch.recycle(ev);
             return Ok(1);
         }
-        let mut events = self.feed(payload)?;
+        let mut events = self.v1.feed_as(payload, fmt)?;
         let mut n = 0;
         while let Some(ev) = events.next() {
             let ev = ev?;
