@@ -327,6 +327,32 @@ impl Conn {
         r
     }
 
+    /// Read what is queued into the read buffer now, without waiting for the socket's readiness: a
+    /// non-blocking `recv` on plain TCP, which returns what is there even below the low-water mark (`SO_RCVLOWAT`
+    /// only gates the readiness signal). `Ok(0)`: end of stream; `ErrorKind::WouldBlock`: nothing queued;
+    /// `ErrorKind::Unsupported`: not plain TCP (the caller waits for readiness instead).
+    pub(crate) fn read_now(&mut self) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = match &self.sock {
+            Socket::Tcp(s) => s.as_raw_fd(),
+            _ => return Err(io::ErrorKind::Unsupported.into()),
+        };
+        if self.read_room_shared() {
+            self.rbuf.reserve(READ_GROW);
+        }
+        let room = self.read_room();
+        let spare = self.rbuf.spare_capacity_mut();
+        // SAFETY: `fd` is the socket `self.sock` owns, open for the whole call; the kernel writes at most
+        // `spare.len()` bytes into `spare`, which is writable memory owned by `rbuf`.
+        let rc = unsafe { libc::recv(fd, spare.as_mut_ptr().cast::<libc::c_void>(), spare.len(), libc::MSG_DONTWAIT) };
+        let n = usize::try_from(rc).map_err(|_| io::Error::last_os_error())?;
+        // SAFETY: `recv` initialized the first `n` bytes of the spare room, which starts right after `rbuf`'s
+        // initialized length.
+        unsafe { self.rbuf.set_len(self.rbuf.len() + n) };
+        self.read_filled = n == room;
+        Ok(n)
+    }
+
     /// Write out and clear the write buffer.
     pub(crate) async fn flush(&mut self) -> Result<()> {
         if !self.wbuf.is_empty() {
@@ -829,5 +855,77 @@ pub(crate) mod tests {
             let rtt = sock.min_rtt().expect("a round trip was sampled");
             assert!(rtt > Duration::ZERO && rtt < Duration::from_secs(10), "{rtt:?}");
         }
+    }
+
+    /// `read_now` takes what is queued even below the low-water mark, which only gates readiness: the reader
+    /// coalescing a fast stream picks up a slowing stream's last messages without lowering the mark.
+    #[tokio::test]
+    async fn read_now_takes_what_is_queued_below_the_low_water_mark() {
+        use tokio::io::AsyncWriteExt;
+        let (sock, mut peer) = loopback_pair().await;
+        assert!(sock.set_recv_lowat(256 * 1024));
+        let conn_of = |sock| Conn {
+            sock,
+            rbuf: BytesMut::with_capacity(64 * 1024),
+            wbuf: BytesMut::new(),
+            decoder: Decoder::new(),
+            notice: default_notice_handler(),
+            read_filled: false,
+        };
+        let mut conn = conn_of(sock);
+        assert_eq!(conn.read_now().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert!(conn.rbuf.is_empty());
+        peer.write_all(&[7u8; 100]).await.unwrap();
+        // loopback delivers at once; a few retries cover a scheduler's delay
+        let mut got = 0;
+        for _ in 0..1000 {
+            match conn.read_now() {
+                Ok(n) => {
+                    got += n;
+                    if got >= 100 {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(&conn.rbuf[..], &[7u8; 100][..]);
+        assert!(!conn.read_filled);
+        // a read that takes all the room says so
+        let room = conn.read_room();
+        peer.write_all(&vec![8u8; room + 10]).await.unwrap();
+        let mut got = 0;
+        for _ in 0..1000 {
+            match conn.read_now() {
+                Ok(n) => {
+                    got += n;
+                    if got >= room {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, room);
+        assert!(conn.read_filled);
+        assert_eq!(conn.rbuf.len(), 100 + room);
+        // the end of the stream: what is left, then 0
+        drop(peer);
+        let mut tail = 0;
+        loop {
+            match conn.read_now() {
+                Ok(0) => break,
+                Ok(n) => tail += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(tail, 10);
+        // not plain TCP: the caller waits for readiness instead
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut conn = conn_of(Socket::Unix(a));
+        assert_eq!(conn.read_now().unwrap_err().kind(), io::ErrorKind::Unsupported);
     }
 }

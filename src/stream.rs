@@ -427,6 +427,14 @@ const COALESCE_LINGER: Duration = Duration::from_millis(1);
 /// Coalescing starts after a window of at least COALESCE_WINDOW that saw at least COALESCE_RATE bytes/s.
 const COALESCE_RATE: f64 = 16e6;
 const COALESCE_WINDOW: Duration = Duration::from_millis(2);
+/// Coalescing stops once the stream has not run fast for this long. Until then a linger that finds less than
+/// the low-water mark reads what is there and leaves the mark as it is ([`Conn::read_now`]). A bulk stream
+/// comes in bursts (the walsender sends each transaction at its commit, then decodes the next one for a few
+/// milliseconds): stopping at the first quiet linger meant a dozen reads of one message each at the start of
+/// every burst, and the walsender sending each of those messages in a segment of its own, before the rate was
+/// measured again (a bulk drain: 2,750 of its 4,360 reads under 4 KiB; keeping the mark took the client's CPU
+/// down by a sixth, docs/bench-e2e.md). A message still waits at most a linger.
+const COALESCE_COOL: Duration = Duration::from_millis(50);
 /// A connection whose smallest round trip is at most this (loopback, a LAN) coalesces in
 /// [`CoalesceMode::Window`].
 const COALESCE_NEAR_RTT: Duration = Duration::from_millis(1);
@@ -535,11 +543,21 @@ struct Coalescer {
     buf_fixed: bool,
     window_start: Instant,
     window_bytes: usize,
+    /// The end of the last window that ran fast.
+    last_hot: Option<Instant>,
 }
 
 impl Coalescer {
     fn new(enabled: bool) -> Self {
-        Coalescer { enabled, on: false, mode: None, buf_fixed: false, window_start: Instant::now(), window_bytes: 0 }
+        Coalescer {
+            enabled,
+            on: false,
+            mode: None,
+            buf_fixed: false,
+            window_start: Instant::now(),
+            window_bytes: 0,
+            last_hot: None,
+        }
     }
 
     /// Account a read of `n` bytes; `true` when coalescing should start.
@@ -555,7 +573,15 @@ impl Coalescer {
         let hot = self.window_bytes as f64 >= COALESCE_RATE * dt.as_secs_f64();
         self.window_start = now;
         self.window_bytes = 0;
+        if hot {
+            self.last_hot = Some(now);
+        }
         hot && !self.on
+    }
+
+    /// Whether the stream has not run fast for [`COALESCE_COOL`].
+    fn cooled(&self, now: Instant) -> bool {
+        self.last_hot.is_none_or(|t| now.saturating_duration_since(t) >= COALESCE_COOL)
     }
 
     /// Start coalescing on `sock`, choosing the mode the first time (`on` stays false if the socket refuses).
@@ -884,9 +910,28 @@ impl<C: TxnClassifier> StreamTask<C> {
                     }
                 }
                 Wake::Linger => {
-                    // Less than the low-water mark came within the linger time (the buffer stays as it is: the
-                    // reader keeps reading).
-                    coalesce.off(&self.conn.sock);
+                    // Less than the low-water mark came within the linger time. On plain TCP, take what is there
+                    // without lowering the mark, and keep coalescing until the stream has not run fast for
+                    // COALESCE_COOL; elsewhere (TLS) stop coalescing now.
+                    let now = tokio::time::Instant::now();
+                    match self.conn.read_now() {
+                        Ok(0) => return Err(Error::closed("server closed the replication connection")),
+                        Ok(n) => {
+                            filled_streak = if self.conn.read_filled { filled_streak.saturating_add(1) } else { 0 };
+                            pacing = false;
+                            coalesce.hot_after_read(n, now.into_std());
+                        }
+                        Err(e)
+                            if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => coalesce.off(&self.conn.sock),
+                        Err(e) => return Err(Error::io("reading replication stream", e)),
+                    }
+                    if coalesce.cooled(now.into_std()) {
+                        coalesce.off(&self.conn.sock);
+                    } else if coalesce.on {
+                        linger.as_mut().reset(now + coalesce.linger());
+                    }
                 }
                 Wake::Timer => {}
                 Wake::Woken => {
@@ -1123,6 +1168,34 @@ mod tests {
         // the wait is what lets the sender batch; the linger bounds a message's wait after a slowdown
         assert!(COALESCE_PACE >= Duration::from_millis(1));
         assert!(CoalesceMode::Paced.linger() > COALESCE_PACE);
+    }
+
+    #[test]
+    fn coalescing_cools_down_once_the_stream_stops_running_fast() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut c = Coalescer { window_start: t0, ..Coalescer::new(true) };
+        // never ran fast
+        assert!(c.cooled(t0));
+        // 1 MB in 3 ms: fast, coalescing starts
+        assert!(c.hot_after_read(1_000_000, ms(3)));
+        c.on = true;
+        assert!(!c.cooled(ms(3)));
+        // the stream slows down (a few hundred bytes per window): still coalescing until COALESCE_COOL has
+        // passed since the last fast window, whatever trickles in meanwhile
+        for t in (6..50).step_by(3) {
+            assert!(!c.hot_after_read(300, ms(t)));
+            assert!(!c.cooled(ms(t)), "{t} ms");
+        }
+        assert!(c.cooled(ms(3) + COALESCE_COOL));
+        // a fast window while on pushes the cool-down back, without asking to start again
+        assert!(!c.hot_after_read(1_000_000, ms(60)));
+        assert!(!c.cooled(ms(60) + COALESCE_COOL - Duration::from_millis(1)));
+        assert!(c.cooled(ms(60) + COALESCE_COOL));
+        // the cool-down outlasts several lingers: the gaps between a bulk stream's transactions
+        for mode in [CoalesceMode::LowWater, CoalesceMode::Window, CoalesceMode::Paced] {
+            assert!(mode.linger() < COALESCE_COOL);
+        }
     }
 
     /// Window mode on a loopback socket: `start` fixes the receive buffer, `pause` (the reader stops reading)
