@@ -1211,8 +1211,8 @@ mod tests {
         assert!(c.hot_after_read(1_000_000, ms(3)));
         c.on = true;
         assert!(!c.cooled(ms(3)));
-        // the stream slows down (a few hundred bytes per window): still coalescing until COALESCE_COOL has
-        // passed since the last fast window, whatever trickles in meanwhile
+        // slow windows (a few hundred bytes each) do not move the last fast one: cooled once COALESCE_COOL has
+        // passed since it (what a slowed stream's lingers do: `keep_after_linger`, below)
         for t in (6..50).step_by(3) {
             assert!(!c.hot_after_read(300, ms(t)));
             assert!(!c.cooled(ms(t)), "{t} ms");
