@@ -305,6 +305,14 @@ impl Conn {
         self.rbuf.capacity() - self.rbuf.len()
     }
 
+    /// Room for a read: the block taken back or a fresh one reserved when too little is left; the room there is.
+    fn make_room(&mut self) -> usize {
+        if self.read_room_shared() {
+            self.rbuf.reserve(READ_GROW);
+        }
+        self.read_room()
+    }
+
     /// Read what is queued into the read buffer (`Ready(Ok(0))`: end of stream).
     ///
     /// Room is made only once the socket is readable, when the consumer has usually dropped the previous read's
@@ -318,10 +326,7 @@ impl Conn {
             Poll::Ready(Ok(())) => {}
             other => return other.map_ok(|()| 0),
         }
-        if self.read_room_shared() {
-            self.rbuf.reserve(READ_GROW);
-        }
-        let room = self.read_room();
+        let room = self.make_room();
         let r = self.sock.poll_read_spare(cx, &mut self.rbuf);
         self.read_filled = matches!(r, Poll::Ready(Ok(n)) if n == room);
         r
@@ -337,10 +342,7 @@ impl Conn {
             Socket::Tcp(s) => s.as_raw_fd(),
             _ => return Err(io::ErrorKind::Unsupported.into()),
         };
-        if self.read_room_shared() {
-            self.rbuf.reserve(READ_GROW);
-        }
-        let room = self.read_room();
+        let room = self.make_room();
         let spare = self.rbuf.spare_capacity_mut();
         // SAFETY: `fd` is the socket `self.sock` owns, open for the whole call; the kernel writes at most
         // `spare.len()` bytes into `spare`, which is writable memory owned by `rbuf`.

@@ -539,6 +539,16 @@ fn drain_backlog(read_filled: bool, filled_streak: u32) -> bool {
     read_filled && filled_streak >= PACE_FILLED_STREAK
 }
 
+/// After a read of `n` bytes (`filled`: it took all the room there was): the count of full reads in a row for
+/// [`drain_backlog`], and the end of the stream as an error.
+fn count_read(n: usize, filled: bool, filled_streak: &mut u32) -> Result<()> {
+    *filled_streak = if filled { filled_streak.saturating_add(1) } else { 0 };
+    if n == 0 {
+        return Err(Error::closed("server closed the replication connection"));
+    }
+    Ok(())
+}
+
 /// When to coalesce reads: the byte rate measured over windows of at least [`COALESCE_WINDOW`].
 struct Coalescer {
     enabled: bool,
@@ -930,10 +940,7 @@ impl<C: TxnClassifier> StreamTask<C> {
             match wake {
                 Wake::Read(r) => {
                     let n = r.map_err(|e| Error::io("reading replication stream", e))?;
-                    filled_streak = if self.conn.read_filled { filled_streak.saturating_add(1) } else { 0 };
-                    if n == 0 {
-                        return Err(Error::closed("server closed the replication connection"));
-                    }
+                    count_read(n, self.conn.read_filled, &mut filled_streak)?;
                     let now = tokio::time::Instant::now();
                     if coalesce.hot_after_read(n, now.into_std()) {
                         coalesce.start(&self.conn.sock);
@@ -949,9 +956,8 @@ impl<C: TxnClassifier> StreamTask<C> {
                     // (TLS) stop coalescing now.
                     let now = tokio::time::Instant::now();
                     let read = match self.conn.read_now() {
-                        Ok(0) => return Err(Error::closed("server closed the replication connection")),
                         Ok(n) => {
-                            filled_streak = if self.conn.read_filled { filled_streak.saturating_add(1) } else { 0 };
+                            count_read(n, self.conn.read_filled, &mut filled_streak)?;
                             pacing = false;
                             Some(n)
                         }
@@ -1201,6 +1207,14 @@ mod tests {
         }
         assert!(drain_backlog(true, PACE_FILLED_STREAK));
         assert!(drain_backlog(true, u32::MAX));
+        // the streak: full reads in a row; a read that left room ends it; 0 bytes is the end of the stream
+        let mut streak = 0;
+        count_read(100, true, &mut streak).unwrap();
+        count_read(100, true, &mut streak).unwrap();
+        assert_eq!(streak, 2);
+        count_read(50, false, &mut streak).unwrap();
+        assert_eq!(streak, 0);
+        assert_eq!(count_read(0, false, &mut streak).unwrap_err().kind(), crate::error::ErrorKind::Closed);
         // the wait is what lets the sender batch; the linger bounds a message's wait after a slowdown
         assert!(COALESCE_PACE >= Duration::from_millis(1));
         assert!(CoalesceMode::Paced.linger() > COALESCE_PACE);
