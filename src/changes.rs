@@ -444,9 +444,17 @@ impl ChangeStream {
             let Some(stream) = self.stream.as_mut() else { continue };
             let x = match stream.next().await {
                 Ok(Some(x)) => x,
-                Ok(None) => {
+                Ok(None) if stream.end_reached() || !self.cfg.reconnect.enabled => {
                     self.ended = true;
                     return Ok(None);
+                }
+                // the server ended the copy before the end position (none set, or not reached): as a lost
+                // connection, streaming again brings the rest
+                Ok(None) => {
+                    self.reported = self.reported.max(stream.reported_flush());
+                    self.emit(StreamEvent::Disconnected { cause: "the server ended the stream".into() });
+                    self.stream = None;
+                    continue;
                 }
                 Err(e) if e.is_retryable() && self.cfg.reconnect.enabled => {
                     self.reported = self.reported.max(stream.reported_flush());
@@ -576,11 +584,26 @@ impl ChangeStream {
 
     /// Stop cleanly (final status update with the acknowledged position) and close the connection. Returns
     /// [`confirmed`](Self::confirmed) after that final status update: the slot's confirmed position.
+    /// A connection lost before the final status update went out is replaced (as [`next`](Self::next) would)
+    /// to confirm the acknowledged position on it.
     pub async fn stop(mut self) -> Result<Lsn> {
-        if let Some(s) = self.stream.take() {
-            let (client, flushed) = s.stop_confirmed().await?;
-            self.reported = self.reported.max(flushed);
-            client.close().await?;
+        while let Some(s) = self.stream.take() {
+            let reported = s.reported_flush();
+            match s.stop_confirmed().await {
+                Ok((client, flushed)) => {
+                    self.reported = self.reported.max(flushed);
+                    client.close().await?;
+                }
+                Err(e) if e.is_retryable() && self.cfg.reconnect.enabled => {
+                    self.reported = self.reported.max(reported);
+                    if self.acked <= self.reported {
+                        break; // nothing left to confirm
+                    }
+                    self.emit(StreamEvent::Disconnected { cause: e.to_string() });
+                    self.reconnect().await?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(self.confirmed())
     }

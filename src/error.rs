@@ -148,6 +148,17 @@ impl Error {
             None => &self.msg,
         }
     }
+    /// A copy of this error for a second observer (the stream task's error reaches both the consumer and
+    /// `stop()`): the kind, message and every server field (so [`code`](Self::code) and
+    /// [`is_retryable`](Self::is_retryable) answer alike), with the underlying cause kept as its text.
+    pub fn duplicate(&self) -> Error {
+        Error {
+            kind: self.kind,
+            msg: self.msg.clone(),
+            db: self.db.clone(),
+            source: self.source.as_ref().map(|s| Box::new(SourceText(s.to_string())) as _),
+        }
+    }
     /// Whether a reconnect may succeed (I/O, closed connection, timeouts, and server errors that are transient).
     pub fn is_retryable(&self) -> bool {
         match self.kind {
@@ -206,6 +217,18 @@ impl fmt::Display for Error {
         Ok(())
     }
 }
+
+/// An underlying cause kept as its text ([`Error::duplicate`]).
+#[derive(Debug)]
+struct SourceText(String);
+
+impl fmt::Display for SourceText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceText {}
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {

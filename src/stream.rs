@@ -175,6 +175,8 @@ struct Shared {
     acked: AtomicU64,
     flushed: AtomicU64,
     received: AtomicU64,
+    /// Delivery ended at the end position ([`StreamConfig::end`]).
+    end_reached: std::sync::atomic::AtomicBool,
     wake: Notify,
 }
 
@@ -237,6 +239,7 @@ impl Client {
             acked: AtomicU64::new(start.0),
             flushed: AtomicU64::new(start.0),
             received: AtomicU64::new(start.0),
+            end_reached: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -377,6 +380,13 @@ impl ReplicationStream {
     /// The highest WAL position the server said it has (keepalive or XLogData walEnd).
     pub fn server_wal_end(&self) -> Lsn {
         Lsn(self.shared.received.load(Ordering::Acquire))
+    }
+
+    /// Whether delivery ended at the end position ([`StreamConfig::end`]): after [`next`](Self::next) returned
+    /// `Ok(None)`, `false` means the server ended the copy before the end position (or none was set), and
+    /// streaming again may bring more.
+    pub fn end_reached(&self) -> bool {
+        self.shared.end_reached.load(Ordering::Acquire)
     }
 
     /// Stop cleanly: a final status update with the acknowledged position, CopyDone, then wait for the server's
@@ -742,8 +752,9 @@ impl<C: TxnClassifier> StreamTask<C> {
         match self.run_inner(&mut stop_rx).await {
             Ok(()) => Ok(Client::from_parts(self.conn, self.info)),
             Err(e) => {
-                // the consumer sees the error from next(); stop() sees a copy
-                let copy = Error::new(e.kind(), e.to_string());
+                // the consumer sees the error from next(); stop() sees a copy (the same kind and SQLSTATE: a
+                // walsender terminated while stopping is as retryable there as anywhere)
+                let copy = e.duplicate();
                 if let Some(tx) = self.tx.take() {
                     // what was read before the error, then the error (a batch's worth past the budget at most)
                     let mut batch = std::mem::take(&mut self.batch);
@@ -786,6 +797,9 @@ impl<C: TxnClassifier> StreamTask<C> {
     /// batch still goes out: the channel closes after the next send ([`close_if_ending`](Self::close_if_ending)).
     fn end_delivery(&mut self) {
         self.closing = true;
+        if self.state.end_reached() {
+            self.shared.end_reached.store(true, Ordering::Release);
+        }
     }
 
     /// Close the channel once delivery ended and the last batch is sent.

@@ -8,6 +8,8 @@ mod output;
 mod prompt;
 mod recv;
 mod signals;
+mod sink;
+mod state;
 
 const HELP: &str = "\
 pgrepl: a PostgreSQL logical-replication client

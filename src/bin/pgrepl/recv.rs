@@ -1,19 +1,20 @@
 //! `pgrepl recv`: a drop-in for pg_recvlogical.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgrepl::changes::Reconnect;
 use pgrepl::client::Client;
 use pgrepl::config::Config;
 use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
-use pgrepl::stream::{ReplicationStream, StreamConfig};
+use pgrepl::proto::feedback::Boundary;
+use pgrepl::proto::replication::XLogData;
+use pgrepl::stream::{ReplicationStream, StreamConfig, TxnClassifier, Wal2jsonClassifier};
 use pgrepl::{Error, ErrorKind, Lsn};
 
 use crate::args::{self, Opt};
-use crate::output::{OutputFormat, Writer};
+use crate::output::OutputFormat;
+use crate::sink::Output;
+use crate::state::{Durable, StateFile};
 
 pub const HELP: &str = "\
 pgrepl recv controls PostgreSQL logical decoding streams (a drop-in for pg_recvlogical).
@@ -251,16 +252,18 @@ async fn connect(a: &RecvArgs, cfg: &mut Config) -> Result<Client, Error> {
 
 async fn run_args(a: RecvArgs, mut signals: crate::signals::Signals) -> Result<(), Error> {
     let mut cfg = Config::from_str_with_std_env(&a.conninfo)?;
-    let mut client = connect(&a, &mut cfg).await?;
-    if a.drop {
-        if a.verbose {
-            eprintln!("pgrepl recv: dropping replication slot \"{}\"", a.slot);
+    // --drop-slot and --create-slot run once and fail at once, as pg_recvlogical's do; streaming retries.
+    let mut first = None;
+    if a.drop || a.create {
+        let mut client = connect(&a, &mut cfg).await?;
+        if a.drop {
+            if a.verbose {
+                eprintln!("pgrepl recv: dropping replication slot \"{}\"", a.slot);
+            }
+            client.drop_replication_slot(&a.slot, false).await?;
+            client.close().await?;
+            return Ok(());
         }
-        client.drop_replication_slot(&a.slot, false).await?;
-        client.close().await?;
-        return Ok(());
-    }
-    if a.create {
         if a.verbose {
             eprintln!("pgrepl recv: creating replication slot \"{}\"", a.slot);
         }
@@ -280,350 +283,436 @@ async fn run_args(a: RecvArgs, mut signals: crate::signals::Signals) -> Result<(
             }
             Err(e) => return Err(e),
         }
-    }
-    if !a.start {
-        client.close().await?;
-        return Ok(());
-    }
-    let mut out = Output::open(a.file.as_deref().unwrap_or("-"), a.output)?;
-    // Resume from what was acknowledged (written and, with -F, fsynced), never from what was received.
-    let mut resume = a.startpos;
-    let mut attempt: u32 = 0;
-    let mut client = Some(client);
-    let policy = Reconnect { initial: Duration::from_millis(500), ..Reconnect::default() };
-    // After a failure: give up (-n, or not retryable) or return how long to wait before the next attempt.
-    let retry = |what: &str, e: Error, attempt: &mut u32| -> Result<Duration, Error> {
-        if a.no_loop || !e.is_retryable() {
-            return Err(e);
-        }
-        *attempt += 1;
-        let wait = policy.backoff(*attempt);
-        eprintln!("pgrepl recv: {what}: {e}; retrying in {:.1} s (attempt {attempt})", wait.as_secs_f64());
-        Ok(wait)
-    };
-    loop {
-        let c = match client.take() {
-            Some(c) => c,
-            None => match connect(&a, &mut cfg).await {
-                Ok(c) => c,
-                Err(e) => {
-                    let wait = retry("could not connect", e, &mut attempt)?;
-                    if signals.sleep_or_stop(wait).await {
-                        return Ok(());
-                    }
-                    continue;
-                }
-            },
-        };
-        if a.verbose {
-            eprintln!("pgrepl recv: starting log streaming at {resume} (slot {})", a.slot);
-        }
-        let sc = StreamConfig { status_interval: a.status_interval, end: a.endpos, ..Default::default() };
-        let outcome = match c.start_replication(&a.slot, resume, &a.options, sc).await {
-            Ok(stream) => consume(&a, stream, &mut out, &mut signals, &mut resume, &mut attempt).await?,
-            Err(e) => Outcome::Lost("could not start streaming", e),
-        };
-        match outcome {
-            Outcome::Done => return Ok(()),
-            Outcome::Lost(what, e) => {
-                let wait = retry(what, e, &mut attempt)?;
-                if signals.sleep_or_stop(wait).await {
-                    return Ok(());
-                }
-            }
-        }
-    }
-}
-
-enum Outcome {
-    Done,
-    /// The connection was lost (what was happening, why).
-    Lost(&'static str, Error),
-}
-
-/// Where the output goes and how. `recv` runs on a current-thread runtime, and a write blocked on a stalled
-/// reader must not stop the status updates (that would trip `wal_sender_timeout`): so only writes that cannot
-/// block for long (a regular file, /dev/null) are made from the runtime thread; a pipe gets its own
-/// non-blocking file description whose writes are awaited; anything else (a socket, a terminal) is written
-/// from a thread.
-struct Output {
-    path: String,
-    file: Option<Arc<File>>,
-    writer: Writer,
-    buf: Vec<u8>,
-    sink: Sink,
-}
-
-enum Sink {
-    /// `file` (or stdout when `None`), written in place.
-    Direct,
-    /// The same pipe, opened again with `O_NONBLOCK` (a new file description: the one we inherited, which
-    /// other processes may share, stays blocking).
-    Pipe(tokio::net::unix::pipe::Sender),
-    /// `file` (or stdout), written from a thread.
-    Thread(Background),
-}
-
-/// A thread that performs the writes that may block, one buffer at a time; the consumer awaits each.
-struct Background {
-    jobs: std::sync::mpsc::Sender<Job>,
-}
-
-struct Job {
-    buf: Vec<u8>,
-    file: Option<Arc<File>>,
-    done: tokio::sync::oneshot::Sender<(Vec<u8>, io::Result<()>)>,
-}
-
-impl Background {
-    fn start() -> Result<Background, Error> {
-        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("pgrepl-output".into())
-            .spawn(move || {
-                for job in rx {
-                    let r = write_all(job.file.as_deref(), &job.buf);
-                    let _ = job.done.send((job.buf, r));
-                }
-            })
-            .map_err(|e| Error::io("could not start the output thread", e))?;
-        Ok(Background { jobs })
-    }
-
-    async fn write(&self, buf: Vec<u8>, file: Option<Arc<File>>) -> (Vec<u8>, io::Result<()>) {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        if let Err(std::sync::mpsc::SendError(job)) = self.jobs.send(Job { buf, file, done }) {
-            return (job.buf, Err(io::Error::other("the output thread is gone")));
-        }
-        match wait.await {
-            Ok(r) => r,
-            Err(_) => (Vec::new(), Err(io::Error::other("the output thread is gone"))),
-        }
-    }
-}
-
-fn write_all(file: Option<&File>, buf: &[u8]) -> io::Result<()> {
-    match file {
-        Some(mut f) => f.write_all(buf),
-        None => {
-            let mut so = io::stdout().lock();
-            so.write_all(buf).and_then(|_| so.flush())
-        }
-    }
-}
-
-/// How to write to a file of this kind.
-fn sink_for(md: &std::fs::Metadata, path: &std::path::Path) -> Result<Sink, Error> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let t = md.file_type();
-    let dev_null = || {
-        std::fs::metadata("/dev/null").is_ok_and(|null| null.file_type().is_char_device() && null.rdev() == md.rdev())
-    };
-    if t.is_file() || (t.is_char_device() && dev_null()) {
-        return Ok(Sink::Direct);
-    }
-    if t.is_fifo() {
-        if let Ok(p) = tokio::net::unix::pipe::OpenOptions::new().open_sender(path) {
-            return Ok(Sink::Pipe(p));
-        }
-    }
-    Ok(Sink::Thread(Background::start()?))
-}
-
-impl Output {
-    fn open(path: &str, format: OutputFormat) -> Result<Output, Error> {
-        let mut o = Output {
-            path: path.to_string(),
-            file: None,
-            writer: Writer::new(format),
-            buf: Vec::with_capacity(1 << 20),
-            sink: Sink::Direct,
-        };
-        o.reopen()?;
-        Ok(o)
-    }
-
-    fn reopen(&mut self) -> Result<(), Error> {
-        let (md, path) = if self.path != "-" {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|e| Error::io(format!("could not open log file \"{}\"", self.path), e))?;
-            let md = f.metadata();
-            self.file = Some(Arc::new(f));
-            (md, std::path::PathBuf::from(&self.path))
-        } else {
-            use std::os::fd::AsFd;
-            let md = io::stdout().as_fd().try_clone_to_owned().map(File::from).and_then(|f| f.metadata());
-            (md, std::path::PathBuf::from("/proc/self/fd/1"))
-        };
-        self.sink = match md {
-            Ok(md) => sink_for(&md, &path)?,
-            Err(_) => Sink::Thread(Background::start()?),
-        };
-        Ok(())
-    }
-
-    async fn write_out(&mut self) -> Result<(), Error> {
-        if self.buf.is_empty() {
+        if !a.start {
+            client.close().await?;
             return Ok(());
         }
-        let r = match &mut self.sink {
-            Sink::Direct => write_all(self.file.as_deref(), &self.buf),
-            Sink::Pipe(p) => {
-                use tokio::io::AsyncWriteExt;
-                p.write_all(&self.buf).await
-            }
-            Sink::Thread(bg) => {
-                let (buf, r) = bg.write(std::mem::take(&mut self.buf), self.file.clone()).await;
-                self.buf = buf;
-                r
-            }
-        };
-        r.map_err(|e| Error::io(format!("could not write to file \"{}\"", self.path), e))?;
-        self.buf.clear();
-        Ok(())
+        first = Some(client);
     }
-
-    fn fsync(&mut self) -> Result<(), Error> {
-        if let Some(f) = &self.file {
-            match f.sync_all() {
-                Ok(()) => {}
-                // a pipe or similar cannot be fsynced, as pg_recvlogical accepts
-                Err(e) if e.raw_os_error() == Some(22) => {}
-                Err(e) => return Err(Error::io(format!("could not fsync file \"{}\"", self.path), e)),
-            }
+    let mut rx = Receiver::open(&a)?;
+    let policy = Reconnect { initial: Duration::from_millis(500), ..Reconnect::default() };
+    loop {
+        let failure = match rx.stream_once(&mut cfg, first.take(), &mut signals).await {
+            Ok(()) => return Ok(()),
+            Err(f) => f,
+        };
+        let wait = decide(failure, &a, &policy, &mut rx.attempt)?;
+        if signals.sleep_or_stop(wait).await {
+            // stopped while waiting to reconnect: what was written is made durable (no connection to confirm it
+            // on: the next run resumes from the state file, or the slot's position)
+            return rx.settle().map_err(Failure::into_error);
         }
-        Ok(())
     }
 }
 
-async fn consume(
-    a: &RecvArgs,
-    mut stream: ReplicationStream,
-    out: &mut Output,
-    signals: &mut crate::signals::Signals,
-    resume: &mut Lsn,
-    attempt: &mut u32,
-) -> Result<Outcome, Error> {
-    let started = Instant::now();
-    let (mut msgs, mut bytes) = (0u64, 0u64);
-    let mut last_progress = Instant::now();
-    let mut last_fsync = Instant::now();
-    // written but not yet fsynced
-    let mut pending = Lsn::INVALID;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let next = tokio::select! {
-            n = stream.next() => n,
-            _ = tick.tick() => {
-                // Idle: fsync and acknowledge what was written once the interval has passed.
-                if pending > stream.acked() && (a.fsync_interval.is_zero() || last_fsync.elapsed() >= a.fsync_interval) {
-                    out.fsync()?;
-                    last_fsync = Instant::now();
-                    stream.ack(pending);
-                    *resume = (*resume).max(pending);
-                }
-                if a.verbose && last_progress.elapsed() >= Duration::from_secs(5) {
-                    last_progress = Instant::now();
-                    progress(started, msgs, bytes, pending, stream.server_wal_end());
-                }
-                continue;
-            }
-            s = signals.recv() => match s {
-                crate::signals::Signal::Stop => {
-                    out.write_out().await?;
-                    out.fsync()?;
-                    if !pending.is_invalid() {
-                        stream.ack(pending);
+/// Why a stream ended before its time.
+enum Failure {
+    /// The connection or the server failed while `.0` was happening.
+    Connection(&'static str, Error),
+    /// The output (file, pipe, state file) or a payload that cannot be converted: no reconnect mends that.
+    Local(Error),
+}
+
+impl Failure {
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Connection(_, e) | Failure::Local(e) => e,
+        }
+    }
+}
+
+fn conn(what: &'static str) -> impl FnOnce(Error) -> Failure {
+    move |e| Failure::Connection(what, e)
+}
+
+/// The one rule for every failure while streaming, wherever it surfaced (connecting, starting, reading, a batch
+/// drained from the buffer, stopping at the end position): give up — a local failure, an error a reconnect
+/// cannot mend ([`Error::is_retryable`]), or `-n` — or how long to wait before reconnecting.
+fn decide(f: Failure, a: &RecvArgs, policy: &Reconnect, attempt: &mut u32) -> Result<Duration, Error> {
+    let (what, e) = match f {
+        Failure::Local(e) => return Err(e),
+        Failure::Connection(what, e) => (what, e),
+    };
+    if a.no_loop || !e.is_retryable() {
+        return Err(e);
+    }
+    *attempt += 1;
+    let wait = policy.backoff(*attempt);
+    eprintln!("pgrepl recv: {what}: {e}; retrying in {:.1} s (attempt {attempt})", wait.as_secs_f64());
+    Ok(wait)
+}
+
+/// The open transaction's payloads written so far: how many, and the (LSN, length) of the first and the last,
+/// to recognise them when the server sends the transaction again after a reconnect.
+#[derive(Default, Clone, Copy)]
+struct OpenTxn {
+    written: u64,
+    first: (Lsn, usize),
+    last: (Lsn, usize),
+}
+
+/// `recv --start`: the output, and what has been written in transaction terms, across connections.
+///
+/// Exactly once: streaming (re)starts at the last transaction boundary written (`boundary`), so the server
+/// sends the transaction a lost connection cut again, whole; the payloads of it already written are recognised
+/// and skipped (`skip`). Only boundaries are acknowledged, after the output up to them is written (and fsynced,
+/// unless `-F 0`) and, for a regular file, recorded in its state file ([`crate::state`]): a new run truncates a
+/// torn tail back to the last recorded boundary and resumes there.
+struct Receiver<'a> {
+    a: &'a RecvArgs,
+    out: Output,
+    /// The state file, for a regular output file written with `--output raw|json`.
+    state: Option<StateFile>,
+    /// The last transaction boundary written out, and the output's length up to it: where streaming resumes.
+    boundary: Durable,
+    /// A boundary in the buffer (the length counts the buffer up to it), not written out yet.
+    buffered: Option<Durable>,
+    /// What was acknowledged last, and when.
+    acked: Lsn,
+    last_ack: Instant,
+    open: OpenTxn,
+    /// On the current connection: payloads of the cut transaction still to recognise and skip, and seen.
+    skip: u64,
+    replayed: u64,
+    classifier: Wal2jsonClassifier,
+    /// SIGHUP: reopen the output at the next transaction boundary.
+    reopen: bool,
+    /// Consecutive failed attempts (reset by every message received).
+    attempt: u32,
+    started: Instant,
+    msgs: u64,
+    bytes: u64,
+    last_progress: Instant,
+}
+
+/// How often the state file is written (and the position acknowledged) at most with `-F 0`: an acknowledgement
+/// only matters at the next status update.
+const STATE_INTERVAL: Duration = Duration::from_millis(100);
+
+impl<'a> Receiver<'a> {
+    fn open(a: &'a RecvArgs) -> Result<Receiver<'a>, Error> {
+        let path = a.file.as_deref().unwrap_or("-");
+        let output_name = match a.output {
+            OutputFormat::Raw => Some("raw"),
+            OutputFormat::Json => Some("json"),
+            OutputFormat::None => None,
+        };
+        // A previous run's state: its torn tail truncated before the file is opened for appending.
+        let mut state = None;
+        let mut resume = Durable { len: 0, lsn: a.startpos };
+        if let (Some(name), true) = (output_name, path != "-") {
+            let is_regular = std::fs::metadata(path).map(|m| m.file_type().is_file());
+            if !matches!(is_regular, Ok(false)) {
+                let (st, recovered) = StateFile::recover(path, &a.slot, name, !a.fsync_interval.is_zero())?;
+                if let Some(d) = recovered {
+                    if a.verbose {
+                        eprintln!("pgrepl recv: state file: \"{path}\" holds {} bytes up to {}", d.len, d.lsn);
                     }
-                    let c = stream.stop().await?;
-                    c.close().await?;
-                    return Ok(Outcome::Done);
+                    resume.lsn = resume.lsn.max(d.lsn);
                 }
-                crate::signals::Signal::Reopen => {
-                    out.write_out().await?;
-                    out.fsync()?;
-                    out.reopen()?;
+                state = Some(st);
+            }
+        }
+        let out = Output::open(path, a.output)?;
+        resume.len = out.len_after_buffer();
+        if let (Some(st), Some(md)) = (state.as_mut(), out.regular_file()) {
+            st.set_file(md);
+            // From the start: what this run writes before its first acknowledgement is cut off again should it
+            // be killed (it resumes where this one did, 0/0 being the slot's confirmed position).
+            st.save(resume)?;
+        } else {
+            state = None;
+        }
+        Ok(Receiver {
+            a,
+            out,
+            state,
+            boundary: resume,
+            buffered: None,
+            acked: resume.lsn,
+            last_ack: Instant::now(),
+            open: OpenTxn::default(),
+            skip: 0,
+            replayed: 0,
+            classifier: Wal2jsonClassifier::default(),
+            reopen: false,
+            attempt: 0,
+            started: Instant::now(),
+            msgs: 0,
+            bytes: 0,
+            last_progress: Instant::now(),
+        })
+    }
+
+    /// Connect (unless `client` is given), start streaming at the last boundary written, and consume until a
+    /// clean stop (`Ok`) or a failure.
+    async fn stream_once(
+        &mut self,
+        cfg: &mut Config,
+        client: Option<Client>,
+        signals: &mut crate::signals::Signals,
+    ) -> Result<(), Failure> {
+        let c = match client {
+            Some(c) => c,
+            None => connect(self.a, cfg).await.map_err(conn("could not connect"))?,
+        };
+        // A stream reports its start position as flushed: what was written up to there is made durable and
+        // recorded first, as before any acknowledgement.
+        self.settle()?;
+        let start = self.boundary.lsn;
+        if self.a.verbose {
+            eprintln!("pgrepl recv: starting log streaming at {start} (slot {})", self.a.slot);
+        }
+        let sc = StreamConfig { status_interval: self.a.status_interval, end: self.a.endpos, ..Default::default() };
+        let stream = c
+            .start_replication(&self.a.slot, start, &self.a.options, sc)
+            .await
+            .map_err(conn("could not start streaming"))?;
+        // the server sends the cut transaction again from its first payload
+        self.skip = self.open.written;
+        self.replayed = 0;
+        if self.a.verbose && self.skip > 0 {
+            eprintln!(
+                "pgrepl recv: the interrupted transaction comes again: its first {} payloads were written",
+                self.skip
+            );
+        }
+        self.classifier = Wal2jsonClassifier::default();
+        self.consume(stream, signals).await
+    }
+
+    async fn consume(
+        &mut self,
+        mut stream: ReplicationStream,
+        signals: &mut crate::signals::Signals,
+    ) -> Result<(), Failure> {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = tokio::select! {
+                n = stream.next() => n,
+                _ = tick.tick() => {
+                    // Idle: make durable and acknowledge what was written once the interval has passed.
+                    self.ack_if_due(&stream, true)?;
+                    self.progress(&stream);
                     continue;
                 }
-            },
+                s = signals.recv() => match s {
+                    crate::signals::Signal::Stop => {
+                        self.out.write_out().await.map_err(Failure::Local)?;
+                        self.ack(&stream)?;
+                        // Output and state are durable: a final status update that fails only leaves the slot
+                        // behind, and the next run resumes from the state file.
+                        match stream.stop().await {
+                            Ok(c) => drop(c.close().await),
+                            Err(e) => eprintln!("pgrepl recv: warning: could not send the final status update: {e}"),
+                        }
+                        return Ok(());
+                    }
+                    crate::signals::Signal::Reopen => {
+                        self.reopen = true;
+                        if self.open.written == 0 {
+                            self.out.write_out().await.map_err(Failure::Local)?;
+                            self.reopen_at_boundary()?;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let msg = match next {
+                Ok(Some(m)) => m,
+                Ok(None) if stream.end_reached() => {
+                    // End position reached: make the output durable, then the final status update confirms it.
+                    // Should the connection fail now, a reconnect confirms it (and ends at once).
+                    self.out.write_out().await.map_err(Failure::Local)?;
+                    self.ack(&stream)?;
+                    stream.stop().await.map_err(conn("stopping at the end position"))?.close().await.ok();
+                    if self.a.verbose {
+                        eprintln!("pgrepl recv: end position reached; {} messages, {} bytes", self.msgs, self.bytes);
+                    }
+                    return Ok(());
+                }
+                Ok(None) => {
+                    self.out.write_out().await.map_err(Failure::Local)?;
+                    return Err(Failure::Connection(
+                        "streaming",
+                        Error::closed("the server ended the stream before the end position"),
+                    ));
+                }
+                Err(e) => {
+                    // what is in the buffer are whole payloads: written; the cut transaction comes again
+                    self.out.write_out().await.map_err(Failure::Local)?;
+                    return Err(Failure::Connection("disconnected", e));
+                }
+            };
+            self.attempt = 0;
+            self.take(&msg)?;
+            // Drain whatever else is already buffered before writing, to batch syscalls.
+            let mut lost = None;
+            while self.out.buf.len() <= (1 << 20) && !(self.reopen && self.open.written == 0) {
+                match stream.try_next() {
+                    Some(Ok(m)) => self.take(&m)?,
+                    Some(Err(e)) => {
+                        lost = Some(e);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            self.out.write_out().await.map_err(Failure::Local)?;
+            if let Some(d) = self.buffered.take() {
+                self.boundary = d;
+            }
+            if let Some(e) = lost {
+                return Err(Failure::Connection("disconnected", e));
+            }
+            if self.reopen && self.open.written == 0 {
+                self.reopen_at_boundary()?;
+            }
+            self.ack_if_due(&stream, false)?;
+            self.progress(&stream);
+        }
+    }
+
+    /// One payload: skipped when it was written before the connection was lost, else converted into the buffer.
+    fn take(&mut self, x: &XLogData) -> Result<(), Failure> {
+        let b = self.classifier.classify(&x.data);
+        let key = (x.wal_start, x.data.len());
+        if self.replayed < self.skip {
+            let i = self.replayed;
+            self.replayed += 1;
+            let expected = if i == 0 { Some(self.open.first) } else { (i + 1 == self.skip).then_some(self.open.last) };
+            if expected.is_some_and(|k| k != key) {
+                return Err(Failure::Local(Error::protocol(format!(
+                    "after a reconnect the server sent payload {} of the interrupted transaction as {} ({} bytes), \
+                     not as before ({} bytes at {}): not the same transaction",
+                    i + 1,
+                    key.0,
+                    key.1,
+                    expected.map_or(0, |k| k.1),
+                    expected.map_or(Lsn::INVALID, |k| k.0),
+                ))));
+            }
+            return Ok(());
+        }
+        self.msgs += 1;
+        self.bytes += x.data.len() as u64;
+        self.out.writer.write(&x.data, &mut self.out.buf).map_err(Failure::Local)?;
+        let ends = match b {
+            Boundary::Begin => {
+                self.open = OpenTxn { written: 1, first: key, last: key };
+                false
+            }
+            Boundary::Inside if self.open.written > 0 => {
+                self.open.written += 1;
+                self.open.last = key;
+                false
+            }
+            // the end of the open transaction, or a payload outside any (a whole format-1 transaction, a
+            // non-transactional message, another plugin's message)
+            _ => true,
         };
-        let msg = match next {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                // end position reached (or the server ended the stream): make the output durable, then the final
-                // status update confirms it
-                out.write_out().await?;
-                out.fsync()?;
-                if !pending.is_invalid() {
-                    stream.ack(pending);
-                }
-                stream.stop().await?.close().await?;
-                if a.verbose {
-                    eprintln!("pgrepl recv: end position reached or stream ended; {msgs} messages, {bytes} bytes");
-                }
-                return Ok(Outcome::Done);
-            }
-            Err(e) => {
-                out.write_out().await?;
-                out.fsync()?;
-                // everything written is now durable: resume after it
-                *resume = (*resume).max(pending);
-                if e.is_retryable() {
-                    return Ok(Outcome::Lost("disconnected", e));
-                }
-                return Err(e);
-            }
+        if ends {
+            self.open = OpenTxn::default();
+            let lsn = commit_lsn(&x.data, b).unwrap_or(x.wal_start);
+            let prev = self.buffered.unwrap_or(self.boundary).lsn;
+            self.buffered = Some(Durable { len: self.out.len_after_buffer(), lsn: prev.max(lsn) });
+        }
+        Ok(())
+    }
+
+    /// Acknowledge the last boundary written when the fsync interval has passed (`idle`: from the timer, else
+    /// after a write).
+    fn ack_if_due(&mut self, stream: &ReplicationStream, idle: bool) -> Result<(), Failure> {
+        if self.boundary.lsn <= self.acked && self.state.as_ref().is_none_or(|s| s.last() == Some(self.boundary)) {
+            return Ok(());
+        }
+        let since = self.last_ack.elapsed();
+        let due = if self.a.fsync_interval.is_zero() {
+            // no fsync: a state file at most every STATE_INTERVAL, else at once
+            idle || self.state.is_none() || since >= STATE_INTERVAL
+        } else {
+            since >= self.a.fsync_interval
         };
-        *attempt = 0;
-        let mut last = msg.wal_start;
-        msgs += 1;
-        bytes += msg.data.len() as u64;
-        out.writer.write(&msg.data, &mut out.buf)?;
-        // Drain whatever else is already buffered before writing, to batch syscalls.
-        while let Some(m) = stream.try_next() {
-            let m = m?;
-            msgs += 1;
-            bytes += m.data.len() as u64;
-            out.writer.write(&m.data, &mut out.buf)?;
-            if !m.wal_start.is_invalid() {
-                last = last.max(m.wal_start);
+        if due {
+            self.ack(stream)?;
+        }
+        Ok(())
+    }
+
+    /// Make what was written durable up to the last boundary (fsync unless `-F 0`, the state file), then
+    /// acknowledge that boundary.
+    fn ack(&mut self, stream: &ReplicationStream) -> Result<(), Failure> {
+        self.settle()?;
+        if !self.boundary.lsn.is_invalid() {
+            stream.ack(self.boundary.lsn);
+            self.acked = self.acked.max(self.boundary.lsn);
+        }
+        Ok(())
+    }
+
+    /// Make what was written durable (the buffer must be written out): fsync unless `-F 0`, then the state file.
+    fn settle(&mut self) -> Result<(), Failure> {
+        if !self.a.fsync_interval.is_zero() {
+            self.out.fsync().map_err(Failure::Local)?;
+        }
+        if let Some(st) = self.state.as_mut() {
+            st.save(self.boundary).map_err(Failure::Local)?;
+        }
+        self.last_ack = Instant::now();
+        Ok(())
+    }
+
+    /// SIGHUP at a transaction boundary (the buffer written out): the old file made durable, the new one opened,
+    /// the state file pointed at it.
+    fn reopen_at_boundary(&mut self) -> Result<(), Failure> {
+        self.reopen = false;
+        self.out.fsync().map_err(Failure::Local)?;
+        self.out.reopen().map_err(Failure::Local)?;
+        self.boundary.len = self.out.len_after_buffer();
+        match (self.state.as_mut(), self.out.regular_file()) {
+            (Some(st), Some(md)) => {
+                st.set_file(md);
+                st.save(self.boundary).map_err(Failure::Local)?;
             }
-            if out.buf.len() > (1 << 20) {
-                break;
-            }
+            _ => self.state = None,
         }
-        out.write_out().await?;
-        if !last.is_invalid() {
-            pending = pending.max(last);
+        Ok(())
+    }
+
+    fn progress(&mut self, stream: &ReplicationStream) {
+        if !self.a.verbose || self.last_progress.elapsed() < Duration::from_secs(5) {
+            return;
         }
-        let fsync_due = a.fsync_interval.is_zero() || last_fsync.elapsed() >= a.fsync_interval;
-        if fsync_due && !pending.is_invalid() {
-            if !a.fsync_interval.is_zero() {
-                out.fsync()?;
-                last_fsync = Instant::now();
-            }
-            // Acknowledge only what is written (and fsynced when -F is not 0).
-            stream.ack(pending);
-            *resume = (*resume).max(pending);
-        }
-        if a.verbose && last_progress.elapsed() >= Duration::from_secs(5) {
-            last_progress = Instant::now();
-            progress(started, msgs, bytes, pending, stream.server_wal_end());
-        }
+        self.last_progress = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let at = self.boundary.lsn;
+        let server_end = stream.server_wal_end();
+        let lag = server_end.0.saturating_sub(at.0);
+        eprintln!(
+            "pgrepl recv: {} messages, {:.1} MB, {:.0} msg/s, {:.1} MB/s, written up to {at}, server at {server_end} \
+             (lag {lag} bytes)",
+            self.msgs,
+            self.bytes as f64 / 1e6,
+            self.msgs as f64 / secs,
+            self.bytes as f64 / 1e6 / secs
+        );
     }
 }
 
-fn progress(started: Instant, msgs: u64, bytes: u64, at: Lsn, server_end: Lsn) {
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let lag = server_end.0.saturating_sub(at.0);
-    eprintln!(
-        "pgrepl recv: {msgs} messages, {:.1} MB, {:.0} msg/s, {:.1} MB/s, written up to {at}, server at {server_end} (lag {lag} bytes)",
-        bytes as f64 / 1e6,
-        msgs as f64 / secs,
-        bytes as f64 / 1e6 / secs
-    );
+/// The commit (end) LSN of a payload that ends a transaction, where its XLogData position is not that: a
+/// whole format-1 transaction is sent at its first change's LSN, and carries its end as `nextlsn` with
+/// `include-lsn` (near the start: `{"xid":…,"nextlsn":"X/Y",…`). `None`: use the XLogData position (format 2
+/// `C`, a format-1 chunked transaction's last chunk, a message).
+fn commit_lsn(payload: &[u8], b: Boundary) -> Option<Lsn> {
+    if b != Boundary::Whole {
+        return None;
+    }
+    let head = &payload[..payload.len().min(256)];
+    let key = b"\"nextlsn\":";
+    let at = head.windows(key.len()).position(|w| w == key)? + key.len();
+    let rest = head.get(at..)?;
+    let rest = &rest[rest.iter().position(|c| *c == b'"')? + 1..];
+    let end = rest.iter().position(|c| *c == b'"')?;
+    Lsn::parse(std::str::from_utf8(&rest[..end]).ok()?).ok()
 }
