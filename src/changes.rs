@@ -433,6 +433,7 @@ impl ChangeStream {
     /// reached.
     pub async fn next(&mut self) -> Result<Option<Payload<'_>>> {
         self.current = None;
+        let mut end = Lsn::INVALID;
         loop {
             if self.ended {
                 return Ok(None);
@@ -479,7 +480,8 @@ impl ChangeStream {
                 Boundary::Inside | Boundary::Standalone => {}
             }
             if !self.open {
-                self.delivered = self.delivered.max(x.wal_start);
+                end = self.end_lsn(&x, b)?;
+                self.delivered = self.delivered.max(end);
             }
             self.current = Some(x);
             break;
@@ -487,7 +489,7 @@ impl ChangeStream {
         let ends = !self.open;
         match (&self.current, self.stream.as_ref()) {
             (Some(data), Some(stream)) => {
-                Ok(Some(Payload { data, decoder: &mut self.decoder, stream, acked: &mut self.acked, ends }))
+                Ok(Some(Payload { data, decoder: &mut self.decoder, stream, acked: &mut self.acked, ends, end }))
             }
             _ => Ok(None),
         }
@@ -545,14 +547,39 @@ impl ChangeStream {
                 Ok(false)
             }
             // a whole format 1 transaction or a non-transactional message: its own LSN
-            Boundary::Commit | Boundary::Standalone if !x.wal_start.is_invalid() && x.wal_start <= self.acked => {
+            Boundary::Commit | Boundary::Standalone => {
+                let at = self.end_lsn(x, b)?;
+                if at.is_invalid() || at > self.acked {
+                    return Ok(false);
+                }
                 if matches!(b, Boundary::Commit) {
-                    self.emit(StreamEvent::ReplayDropped { commit_lsn: x.wal_start });
+                    self.emit(StreamEvent::ReplayDropped { commit_lsn: at });
                 }
                 Ok(true)
             }
             _ => Ok(false),
         }
+    }
+
+    /// The position to acknowledge for a payload that ends a transaction or stands alone: its XLogData position,
+    /// except for a whole format-1 transaction, which the server sends at its first change's LSN and which
+    /// carries its commit's end as `nextlsn` (`include-lsn`, on by default). Acknowledging the first change's
+    /// LSN would have the server send it again, and would take a later-committed transaction that began before
+    /// it for a replay.
+    fn end_lsn(&mut self, x: &XLogData, b: Boundary) -> Result<Lsn> {
+        // a whole format-1 document: `{…}`, neither format 2 (`{"action":…}`) nor a chunk (`{…[`, `]}`)
+        let t = x.data.trim_ascii();
+        let whole_v1 = t.first() == Some(&b'{') && t.last() == Some(&b'}') && !t.starts_with(b"{\"action\"");
+        if b != Boundary::Commit || !whole_v1 {
+            return Ok(x.wal_start);
+        }
+        self.probe.reset();
+        let mut next = None;
+        if let Some(Ok(Event::Begin(t))) = self.probe.feed(&x.data)?.next() {
+            next = t.next_lsn;
+        }
+        self.probe.reset();
+        Ok(next.unwrap_or(x.wal_start))
     }
 
     /// Acknowledge everything up to `lsn` (a transaction's commit LSN once it is stored). Monotonic.
@@ -616,6 +643,8 @@ pub struct Payload<'s> {
     stream: &'s ReplicationStream,
     acked: &'s mut Lsn,
     ends: bool,
+    /// What acknowledging this payload confirms, when it ends a transaction ([`ChangeStream::end_lsn`]).
+    end: Lsn,
 }
 
 impl<'s> Payload<'s> {
@@ -645,12 +674,18 @@ impl<'s> Payload<'s> {
     pub fn ends_transaction(&self) -> bool {
         self.ends
     }
-    /// Acknowledge this payload's LSN when it ends a transaction (otherwise nothing: a half transaction is
-    /// never confirmed). Call after the transaction is stored.
+    /// The position acknowledging this payload confirms when it ends a transaction: its [`lsn`](Self::lsn), or
+    /// for a whole format-1 transaction (sent at its first change's LSN) its commit's end (`nextlsn`, with
+    /// wal2json's `include-lsn`). Store this one.
+    pub fn commit_lsn(&self) -> Lsn {
+        self.end
+    }
+    /// Acknowledge this payload's [`commit_lsn`](Self::commit_lsn) when it ends a transaction (otherwise
+    /// nothing: a half transaction is never confirmed). Call after the transaction is stored.
     pub fn ack(&mut self) {
-        if self.ends_transaction() && !self.data.wal_start.is_invalid() {
-            *self.acked = (*self.acked).max(self.data.wal_start);
-            self.stream.ack(self.data.wal_start);
+        if self.ends_transaction() && !self.end.is_invalid() {
+            *self.acked = (*self.acked).max(self.end);
+            self.stream.ack(self.end);
         }
     }
 }

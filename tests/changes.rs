@@ -201,3 +201,30 @@ async fn an_invalidated_slot_is_fatal() {
     let err = ChangeStream::connect(cfg(&c, "missing")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SlotInvalid, "{err}");
 }
+
+/// wal2json format 1 sends a whole transaction at its first change's LSN. A transaction that began before another
+/// but commits after it has the lower first-change LSN: acknowledging first-change LSNs took it for a replay on
+/// the next start and dropped it. The acknowledged position is the commit's end (`nextlsn`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_1_a_transaction_that_began_earlier_and_committed_later_is_not_taken_for_a_replay() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql("postgres", "CREATE TABLE t(id bigint PRIMARY KEY)").unwrap();
+    let v1 = |cfg: ChangeStreamConfig| cfg.option("format-version", Some("1"));
+    let s = ChangeStream::connect(v1(cfg(&c, "v1order")).create_slot(true)).await.unwrap();
+    s.stop().await.unwrap();
+    // T_a's first change, then T_b whole, then T_a's commit
+    let mut plain = pgrepl::config::Config::parse(&c.conninfo(c.superuser(), "postgres")).unwrap();
+    plain.replication = None;
+    let mut open = pgrepl::client::Client::connect(&plain).await.unwrap();
+    open.simple_query("BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
+    c.psql("postgres", "INSERT INTO t VALUES (2)").unwrap();
+    let mut s = ChangeStream::connect(v1(cfg(&c, "v1order"))).await.unwrap();
+    assert_eq!(read_txns(&mut s, 1).await, vec![vec![2]]);
+    let acked = s.stop().await.unwrap();
+    assert_eq!(confirmed(&c, "v1order"), acked);
+    open.simple_query("COMMIT").await.unwrap();
+    c.psql("postgres", "INSERT INTO t VALUES (3)").unwrap();
+    let mut s = ChangeStream::connect(v1(cfg(&c, "v1order")).start(acked)).await.unwrap();
+    assert_eq!(read_txns(&mut s, 2).await, vec![vec![1], vec![3]], "T_a (1) delivered after a restart from T_b");
+    s.stop().await.unwrap();
+}
