@@ -175,3 +175,69 @@ impl StateFile {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(content: &[u8]) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out.jsonl");
+        fs::write(&file, content).unwrap();
+        (dir, file.to_str().unwrap().to_string())
+    }
+
+    fn save(file: &str, slot: &str, output: &'static str, d: Durable) {
+        let _ = fs::remove_file(with_suffix(Path::new(file), ".pgrepl-state"));
+        let (mut st, _) = StateFile::recover(file, slot, output, true).unwrap();
+        st.set_file(&fs::metadata(file).unwrap());
+        st.save(d).unwrap();
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_back_to_the_recorded_boundary() {
+        let (_dir, file) = setup(b"{\"action\":\"B\"}\n{\"action\":\"C\"}\n");
+        assert!(StateFile::recover(&file, "s", "raw", false).unwrap().1.is_none(), "no state yet");
+        let d = Durable { len: 30, lsn: Lsn(0x1234) };
+        save(&file, "s", "raw", d);
+        // a killed run wrote half a transaction after it
+        let mut f = OpenOptions::new().append(true).open(&file).unwrap();
+        f.write_all(b"{\"action\":\"B\"}\n{\"action\":\"I\"").unwrap();
+        let (st, got) = StateFile::recover(&file, "s", "raw", false).unwrap();
+        assert_eq!(got, Some(d));
+        assert_eq!(st.last(), Some(d));
+        assert_eq!(fs::read(&file).unwrap(), b"{\"action\":\"B\"}\n{\"action\":\"C\"}\n");
+        // the state file itself: atomic replacement left no temporary behind
+        assert!(!with_suffix(Path::new(&file), ".pgrepl-state.tmp").exists());
+    }
+
+    #[test]
+    fn a_state_that_does_not_describe_the_file_is_refused_and_nothing_is_truncated() {
+        let (dir, file) = setup(b"0123456789");
+        save(&file, "s", "json", Durable { len: 5, lsn: Lsn(1) });
+        for (slot, output, want) in [("t", "json", "belongs to slot"), ("s", "raw", "--output json")] {
+            let e = StateFile::recover(&file, slot, output, false).err().unwrap();
+            assert!(e.to_string().contains(want), "{e}");
+        }
+        // replaced by another file (another inode)
+        let other = dir.path().join("other");
+        fs::write(&other, b"abcdefghij").unwrap();
+        fs::rename(&other, &file).unwrap();
+        let e = StateFile::recover(&file, "s", "json", false).err().unwrap();
+        assert!(e.to_string().contains("not the file it describes"), "{e}");
+        assert_eq!(fs::read(&file).unwrap(), b"abcdefghij");
+        // shorter than recorded (lost writes)
+        save(&file, "s", "json", Durable { len: 10, lsn: Lsn(2) });
+        OpenOptions::new().write(true).open(&file).unwrap().set_len(4).unwrap();
+        let e = StateFile::recover(&file, "s", "json", false).err().unwrap();
+        assert!(e.to_string().contains("shorter"), "{e}");
+        // gone
+        fs::remove_file(&file).unwrap();
+        let e = StateFile::recover(&file, "s", "json", false).err().unwrap();
+        assert!(e.to_string().contains("is gone"), "{e}");
+        // not a state file
+        fs::write(dir.path().join("out.jsonl.pgrepl-state"), "hello\n").unwrap();
+        let e = StateFile::recover(&file, "s", "json", false).err().unwrap();
+        assert!(e.to_string().contains("not a state file"), "{e}");
+    }
+}
