@@ -669,10 +669,12 @@ impl Client {
         })
     }
 
-    /// CREATE_REPLICATION_SLOT … LOGICAL.
+    /// CREATE_REPLICATION_SLOT … LOGICAL. A slot name the server cannot accept is refused before anything is
+    /// sent, with an error of kind [`ErrorKind::Config`](crate::ErrorKind::Config)
+    /// ([`commands::validate_slot_name`]); so are the other slot commands here and `start_replication`.
     pub async fn create_replication_slot(&mut self, opts: &CreateSlot) -> Result<SlotInfo> {
         let ver = self.info.server_version_num().unwrap_or(150000);
-        let r = self.one_row(&opts.to_sql(ver)).await?;
+        let r = self.one_row(&opts.to_sql(ver)?).await?;
         let bad = |what: &str| Error::protocol(format!("CREATE_REPLICATION_SLOT: bad {what}"));
         Ok(SlotInfo {
             slot_name: r.get(0, "slot_name").ok_or_else(|| bad("slot_name"))?.to_string(),
@@ -685,14 +687,16 @@ impl Client {
         })
     }
 
-    /// DROP_REPLICATION_SLOT \[WAIT\].
+    /// DROP_REPLICATION_SLOT \[WAIT\] (an invalid slot name: [`ErrorKind::Config`](crate::ErrorKind::Config),
+    /// nothing sent).
     pub async fn drop_replication_slot(&mut self, slot: &str, wait: bool) -> Result<()> {
-        self.simple_query(&commands::drop_slot(slot, wait)).await.map(|_| ())
+        self.simple_query(&commands::drop_slot(slot, wait)?).await.map(|_| ())
     }
 
-    /// READ_REPLICATION_SLOT (PostgreSQL 15+): `None` when the slot does not exist.
+    /// READ_REPLICATION_SLOT (PostgreSQL 15+): `None` when the slot does not exist (an invalid slot name:
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config), nothing sent).
     pub async fn read_replication_slot(&mut self, slot: &str) -> Result<Option<ReadSlot>> {
-        let r = self.one_row(&commands::read_slot(slot)).await?;
+        let r = self.one_row(&commands::read_slot(slot)?).await?;
         let Some(slot_type) = r.get(0, "slot_type") else { return Ok(None) };
         Ok(Some(ReadSlot {
             slot_type: slot_type.to_string(),

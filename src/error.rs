@@ -17,7 +17,9 @@ pub enum ErrorKind {
     Auth,
     /// The server reported an error (ErrorResponse); see [`Error::db`].
     Db,
-    /// A connection string, URI, environment variable or option is malformed.
+    /// A connection string, URI, environment variable or option is malformed, or so is a value given to a
+    /// command: a replication slot name the server cannot accept (`proto::commands::validate_slot_name`), an
+    /// LSN. Retrying cannot help.
     Config,
     /// A wal2json payload could not be decoded.
     Decode,
@@ -200,7 +202,7 @@ impl fmt::Display for Error {
             ErrorKind::Protocol => "protocol error",
             ErrorKind::Auth => "authentication failed",
             ErrorKind::Db => "server error",
-            ErrorKind::Config => "invalid connection settings",
+            ErrorKind::Config => "invalid settings",
             ErrorKind::Decode => "decode error",
             ErrorKind::Closed => "connection closed",
             ErrorKind::Timeout => "timeout",

@@ -222,12 +222,14 @@ impl Client {
         mut cfg: StreamConfig,
         classifier: C,
     ) -> Result<ReplicationStream> {
+        // Built first: an invalid slot name fails here, before anything is sent.
+        let command = commands::start_logical(slot, start, options)?;
         if cfg.adapt_to_sender_timeout {
             if let Ok(Some(t)) = self.wal_sender_timeout().await {
                 cfg.status_interval = cfg.status_interval.min(t / 2).max(Duration::from_millis(100));
             }
         }
-        self.start_copy_both(&commands::start_logical(slot, start, options)).await?;
+        self.start_copy_both(&command).await?;
         let (conn, info) = self.into_parts();
         let budget_max = cfg.buffer_bytes.clamp(1, u32::MAX as usize);
         let slots_max = cfg.buffer_messages.clamp(1, u32::MAX as usize);

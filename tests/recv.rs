@@ -139,7 +139,11 @@ fn raw_output_is_byte_identical_to_pg_recvlogical() {
 
 #[test]
 fn slot_actions_and_errors() {
-    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    let c = TempCluster::start(ClusterOptions {
+        extra_conf: vec!["log_replication_commands = on".into()],
+        ..ClusterOptions::default()
+    })
+    .unwrap();
     let conn = conn_args(&c);
     // create, create again with --if-not-exists, create again without it (error, exit 1), drop
     ok(&run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--create-slot"])));
@@ -152,10 +156,27 @@ fn slot_actions_and_errors() {
     assert!(err.contains("42710") && err.contains("already exists"), "{err}");
     ok(&run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--drop-slot"])));
     assert_eq!(c.psql("postgres", "SELECT count(*) FROM pg_replication_slots").unwrap(), "0");
-    // a bad slot name is the server's error, not a syntax error
-    let bad = run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "Bad \"Name\"", "--create-slot"]));
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("42602"), "{}", String::from_utf8_lossy(&bad.stderr));
+    // a slot name the server can never accept is pgrepl's own error, for every action, and no replication
+    // command naming it reaches the server (whose releases disagree on how they refuse it: 15.18 answers a
+    // doubled `"` with a syntax error, 15.20 with an invalid name)
+    for action in [&["--create-slot"][..], &["--drop-slot"], &["--start", "-f", "-"]] {
+        let bad = run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "Bad \"Name\""]).args(action));
+        assert_eq!(bad.status.code(), Some(1), "{action:?}");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(
+            err.trim_end(),
+            "pgrepl recv: error: invalid settings: invalid replication slot name \"Bad \\\"Name\\\"\": 'B' at byte 0 \
+             is not allowed; a slot name is 1 to 63 bytes of lower-case letters, digits and underscores ([a-z0-9_])",
+            "{action:?}"
+        );
+        assert!(bad.stdout.is_empty(), "{action:?}");
+    }
+    let log = std::fs::read_to_string(c.log_path()).unwrap();
+    let commands: Vec<&str> =
+        log.lines().filter_map(|l| l.split_once("received replication command: ")).map(|x| x.1).collect();
+    assert!(commands.iter().any(|cmd| cmd.contains("\"act\"")), "the log has the commands: {commands:?}");
+    assert!(!commands.iter().any(|cmd| cmd.contains("Name")), "{commands:?}");
+    assert_eq!(c.psql("postgres", "SELECT count(*) FROM pg_replication_slots").unwrap(), "0");
     // option errors as pg_recvlogical reports them
     for (args, msg) in [
         (vec!["-S", "x"], "at least one action needs to be specified"),

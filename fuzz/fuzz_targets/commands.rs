@@ -5,6 +5,8 @@
 //! means a flag without a value); the first 8 bytes of the input also give the start LSN.
 //!
 //! Invariants beyond "no panic":
+//! - a slot name outside `[a-z0-9_]{1,63}` gets an error of kind Config from both builders, and no command
+//!   (the option fields are then checked with a fixed valid slot name, so they keep being fuzzed);
 //! - lexing the generated command the way the server's replication grammar does (repl_scanner.l: `"…"`
 //!   identifiers and `'…'` literals with doubled quotes, no backslash escapes) gives back exactly the slot name,
 //!   the LSN, and every option name and value, in order: no input can end a quoted token early or add tokens;
@@ -13,8 +15,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pgrepl::proto::commands::{drop_slot, quote_sql_literal, start_logical};
-use pgrepl::Lsn;
+use pgrepl::proto::commands::{drop_slot, quote_sql_literal, start_logical, MAX_SLOT_NAME_LEN};
+use pgrepl::{ErrorKind, Lsn};
 
 #[derive(Debug, PartialEq)]
 enum Tok {
@@ -105,7 +107,18 @@ fuzz_target!(|data: &[u8]| {
         options.push((name.to_owned(), value));
     }
 
-    let cmd = start_logical(slot, lsn, &options);
+    let valid = (1..=MAX_SLOT_NAME_LEN).contains(&slot.len())
+        && slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let slot = if valid {
+        slot
+    } else {
+        for r in [start_logical(slot, lsn, &options), drop_slot(slot, true)] {
+            let e = r.expect_err("an invalid slot name gave a command");
+            assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        }
+        "fuzz_slot"
+    };
+    let cmd = start_logical(slot, lsn, &options).expect("a valid slot name");
     let toks = lex(&cmd).unwrap_or_else(|| panic!("unterminated quote in {cmd:?}"));
     let mut want = vec![
         Tok::Word("START_REPLICATION".into()),
@@ -129,7 +142,7 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(toks, want, "{cmd:?}");
 
-    let d = drop_slot(slot, true);
+    let d = drop_slot(slot, true).expect("a valid slot name");
     assert_eq!(
         lex(&d),
         Some(vec![Tok::Word("DROP_REPLICATION_SLOT".into()), Tok::Ident(slot.into()), Tok::Word("WAIT".into())])
