@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use pgrepl::wal2json::{
     boundary_after, write_event, AnyDecoder, Boundary, Change, ChunkedDecoder, Column, Decoder, Event, Format, Message,
-    PkColumn, Transaction, Truncate, Value,
+    Nullable, PkColumn, Transaction, Truncate, Value,
 };
 use pgrepl::Lsn;
 use proptest::prelude::*;
@@ -444,7 +444,12 @@ fn v2_expected(tx: &GTx, o: &Opts) -> Vec<Event<'static>> {
         value: c.value.clone(),
         optional: (full && o.not_null).then_some(c.optional),
         position: (full && o.positions).then_some(c.position),
-        default: if full && o.default { c.default.clone().map(Cow::Owned) } else { None },
+        // include-default prints `null` for a column without a default
+        default: match (full && o.default, &c.default) {
+            (false, _) => Nullable::Absent,
+            (true, None) => Nullable::Null,
+            (true, Some(d)) => Nullable::Value(Cow::Owned(d.clone())),
+        },
     };
     let mut out = vec![Event::Begin(t())];
     for (i, ch) in tx.changes.iter().enumerate() {
@@ -474,11 +479,12 @@ fn v2_expected(tx: &GTx, o: &Opts) -> Vec<Event<'static>> {
             GChange::Insert { cols } => Event::Insert(change(cols, &[])),
             GChange::Update { cols, ident } => Event::Update(change(cols, ident)),
             GChange::Delete { ident } => Event::Delete(change(&[], ident)),
+            // a non-transactional message prints `null` for the options that are on
             GChange::Message { transactional, prefix, content } => Event::Message(Message {
-                xid: (o.xids && *transactional).then_some(u64::from(tx.xid)),
+                xid: message_key(o.xids, *transactional, u64::from(tx.xid)),
                 lsn,
-                timestamp: (o.timestamp && *transactional).then(|| Cow::Owned(tx.ts.clone())),
-                origin: (o.origin && *transactional).then_some(u32::from(tx.origin)),
+                timestamp: message_key(o.timestamp, *transactional, Cow::Owned(tx.ts.clone())),
+                origin: message_key(o.origin, *transactional, u32::from(tx.origin)),
                 transactional: *transactional,
                 prefix: Cow::Owned(prefix.clone()),
                 content: Cow::Owned(content.clone()),
@@ -487,6 +493,16 @@ fn v2_expected(tx: &GTx, o: &Opts) -> Vec<Event<'static>> {
     }
     out.push(Event::Commit(t()));
     out
+}
+
+/// A format 2 message's `xid`/`timestamp`/`origin`: absent without the option, `null` on a non-transactional
+/// message, else the value.
+fn message_key<T>(option: bool, transactional: bool, v: T) -> Nullable<T> {
+    match (option, transactional) {
+        (false, _) => Nullable::Absent,
+        (true, false) => Nullable::Null,
+        (true, true) => Nullable::Value(v),
+    }
 }
 
 // ---- format 1 ----
@@ -717,7 +733,12 @@ fn v1_expected(tx: &GTx, o: &Opts) -> Vec<Event<'static>> {
         value: c.value.clone(),
         optional: (full && o.not_null).then_some(c.optional),
         position: (full && o.positions).then_some(c.position),
-        default: if full && o.default { c.default.clone().map(Cow::Owned) } else { None },
+        // include-default prints `null` for a column without a default
+        default: match (full && o.default, &c.default) {
+            (false, _) => Nullable::Absent,
+            (true, None) => Nullable::Null,
+            (true, Some(d)) => Nullable::Value(Cow::Owned(d.clone())),
+        },
     };
     let standalone = matches!(tx.changes.first(), Some(GChange::Message { transactional: false, .. }));
     let mut out = if standalone { vec![] } else { vec![Event::Begin(t.clone())] };
@@ -748,10 +769,10 @@ fn v1_expected(tx: &GTx, o: &Opts) -> Vec<Event<'static>> {
             GChange::Update { cols, ident } => Event::Update(change(cols, ident)),
             GChange::Delete { ident } => Event::Delete(change(&[], ident)),
             GChange::Message { transactional, prefix, content } => Event::Message(Message {
-                xid: None,
+                xid: Nullable::Absent,
                 lsn: None,
-                timestamp: None,
-                origin: None,
+                timestamp: Nullable::Absent,
+                origin: Nullable::Absent,
                 transactional: *transactional,
                 prefix: Cow::Owned(prefix.clone()),
                 content: Cow::Owned(content.clone()),

@@ -10,12 +10,85 @@
 //! column is simply not in [`Change::columns`]: use [`Change::column`] to tell "absent" (`None`) from "NULL"
 //! (`Some` with [`Value::Null`]).
 //!
-//! Keys whose value is JSON `null` for metadata (`"xid":null`, `"timestamp":null` and `"origin":null` on
-//! non-transactional messages, `"default":null` for a column without a default) are read as absent (`None`).
+//! A key can also be *present with the value `null`*, and wal2json tells that apart from absent in two places:
+//! a non-transactional message with include-xids / include-timestamp / include-origin prints `"xid":null`,
+//! `"timestamp":null`, `"origin":null` (a transactional one prints the values, and without the option the key is
+//! left out), and include-default prints `"default":null` for a column without a default (or a generated
+//! column). Those fields are a [`Nullable`]: [`Message::xid`], [`Message::timestamp`], [`Message::origin`],
+//! [`Column::default`]. Everywhere else wal2json never prints `null` for a metadata key; a `null` there (not
+//! wal2json's output) is read as absent.
 
 use std::borrow::Cow;
 
 use crate::lsn::Lsn;
+
+/// A key that wal2json prints with a value, prints as `null`, or leaves out (see the module docs for where it
+/// makes that difference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Nullable<T> {
+    /// The key was not printed (the option that prints it was off).
+    #[default]
+    Absent,
+    /// The key was printed with the value `null`.
+    Null,
+    /// The key was printed with this value.
+    Value(T),
+}
+
+impl<T> Nullable<T> {
+    /// The value, if there is one (`None` both when the key was absent and when it was `null`).
+    pub fn value(self) -> Option<T> {
+        match self {
+            Nullable::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+    /// A reference to the value, if there is one.
+    pub fn as_ref(&self) -> Nullable<&T> {
+        match self {
+            Nullable::Absent => Nullable::Absent,
+            Nullable::Null => Nullable::Null,
+            Nullable::Value(v) => Nullable::Value(v),
+        }
+    }
+    /// Whether the key was left out.
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Nullable::Absent)
+    }
+    /// Whether the key was printed as `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Nullable::Null)
+    }
+    /// The value mapped by `f`; `Absent` and `Null` stay as they are.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Nullable<U> {
+        match self {
+            Nullable::Absent => Nullable::Absent,
+            Nullable::Null => Nullable::Null,
+            Nullable::Value(v) => Nullable::Value(f(v)),
+        }
+    }
+}
+
+impl<T: std::ops::Deref> Nullable<T> {
+    /// The value dereferenced (`Nullable<Cow<str>>` → `Nullable<&str>`).
+    pub fn as_deref(&self) -> Nullable<&T::Target> {
+        match self {
+            Nullable::Absent => Nullable::Absent,
+            Nullable::Null => Nullable::Null,
+            Nullable::Value(v) => Nullable::Value(&**v),
+        }
+    }
+}
+
+impl<T> From<Option<T>> for Nullable<T> {
+    /// `Some` is a value, `None` is absent.
+    fn from(o: Option<T>) -> Self {
+        match o {
+            Some(v) => Nullable::Value(v),
+            None => Nullable::Absent,
+        }
+    }
+}
 
 /// A column value, as wal2json printed it.
 ///
@@ -103,9 +176,10 @@ pub struct Column<'a> {
     pub optional: Option<bool>,
     /// `position` / `columnpositions` (include-column-positions): the attribute number.
     pub position: Option<i32>,
-    /// `default` / `columndefaults` (include-default): the default expression, `None` when the option is off or
-    /// the column has no default. wal2json 2.5 prints it without escaping; see the module docs for the rule.
-    pub default: Option<Cow<'a, str>>,
+    /// `default` / `columndefaults` (include-default): the default expression; [`Nullable::Null`] for a column
+    /// without a default (or a generated column), [`Nullable::Absent`] when the option is off (and always for
+    /// `identity`). wal2json 2.5 prints the expression without escaping; see the module docs for the rule.
+    pub default: Nullable<Cow<'a, str>>,
 }
 
 impl<'a> Column<'a> {
@@ -118,7 +192,7 @@ impl<'a> Column<'a> {
             value,
             optional: None,
             position: None,
-            default: None,
+            default: Nullable::Absent,
         }
     }
     /// The type OID as PostgreSQL's unsigned `oid` (format 2 prints OIDs above 2³¹ as negative numbers).
@@ -269,16 +343,20 @@ impl Truncate<'_> {
 }
 
 /// A logical decoding message (`pg_logical_emit_message`).
+///
+/// Format 1 prints no `xid`/`timestamp`/`origin` on a message (a transactional one has them on the surrounding
+/// [`Event::Begin`]/[`Event::Commit`], a non-transactional document has none): from format 1 all three are
+/// [`Nullable::Absent`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Message<'a> {
-    /// `xid` (transactional messages only).
-    pub xid: Option<u64>,
+    /// `xid` (format 2, include-xids): [`Nullable::Null`] on a non-transactional message.
+    pub xid: Nullable<u64>,
     /// `lsn`.
     pub lsn: Option<Lsn>,
-    /// `timestamp` (transactional messages only).
-    pub timestamp: Option<Cow<'a, str>>,
-    /// `origin`.
-    pub origin: Option<u32>,
+    /// `timestamp` (format 2, include-timestamp): [`Nullable::Null`] on a non-transactional message.
+    pub timestamp: Nullable<Cow<'a, str>>,
+    /// `origin` (format 2, include-origin): [`Nullable::Null`] on a non-transactional message.
+    pub origin: Nullable<u32>,
     /// Whether the message is part of a transaction (between its Begin and Commit).
     pub transactional: bool,
     /// `prefix`.
@@ -368,13 +446,13 @@ impl<'a> Event<'a> {
             _ => None,
         }
     }
-    /// The `xid`, when the server sent one.
+    /// The `xid`, when the server sent one (`None` also for a message's `"xid":null`).
     pub fn xid(&self) -> Option<u64> {
         match self {
             Event::Begin(t) | Event::Commit(t) => t.xid,
             Event::Insert(c) | Event::Update(c) | Event::Delete(c) => c.xid,
             Event::Truncate(t) => t.xid,
-            Event::Message(m) => m.xid,
+            Event::Message(m) => m.xid.value(),
         }
     }
     /// The `lsn`, when the server sent one (format 2 with include-lsn).

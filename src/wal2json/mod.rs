@@ -7,7 +7,8 @@
 //! - [`AnyDecoder`]: any format, detected per payload ([`Format::detect`]); tracks whether a transaction is
 //!   open ([`AnyDecoder::in_transaction`]). This is what `pgrepl decode` and `--output json` use.
 //! - [`boundary_after`]: what a payload does to the transaction state, without decoding it.
-//! - [`writer::write_event`]: an event back to JSON, in format 2's shape.
+//! - [`writer::write_event`]: an event back to JSON, in format 2's shape (a format 2 payload that is valid JSON
+//!   comes back byte for byte, its `null`s included: see [`Nullable`]).
 //!
 //! # How it is fast
 //! A single pass over the payload specialised for wal2json's machine-generated output, in the spirit of
@@ -50,7 +51,7 @@ mod v2;
 pub mod writer;
 
 pub use decoder::{AnyDecoder, ChunkedDecoder, Decoder, Events};
-pub use event::{Change, Column, Event, EventKind, Message, PkColumn, Transaction, Truncate, Value};
+pub use event::{Change, Column, Event, EventKind, Message, Nullable, PkColumn, Transaction, Truncate, Value};
 pub use writer::write_event;
 
 pub(crate) use decoder::Scratch;

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 
-use super::event::Value;
+use super::event::{Nullable, Value};
 
 /// Maximum nesting accepted when skipping an unknown value.
 const MAX_DEPTH: usize = 64;
@@ -520,6 +520,41 @@ impl<'a> Cursor<'a> {
         Some(v)
     }
 
+    /// An unsigned integer, `null` kept apart: [`Nullable::Null`] for `null`, never [`Nullable::Absent`].
+    #[inline(always)]
+    pub(crate) fn nullable_u64(&mut self) -> Result<Nullable<u64>> {
+        if let Some(v) = self.plain_u64() {
+            return Ok(Nullable::Value(v));
+        }
+        if self.eat_null() {
+            Ok(Nullable::Null)
+        } else {
+            self.u64().map(Nullable::Value)
+        }
+    }
+
+    /// As [`Cursor::nullable_u64`], for a `u32`.
+    pub(crate) fn nullable_u32(&mut self) -> Result<Nullable<u32>> {
+        if self.eat_null() {
+            Ok(Nullable::Null)
+        } else {
+            self.u32().map(Nullable::Value)
+        }
+    }
+
+    /// A string, `null` kept apart (as [`Cursor::nullable_u64`]).
+    #[inline(always)]
+    pub(crate) fn nullable_string(&mut self) -> Result<Nullable<Cow<'a, str>>> {
+        if let Some(s) = self.plain_string() {
+            return s.map(|s| Nullable::Value(Cow::Borrowed(s)));
+        }
+        if self.eat_null() {
+            Ok(Nullable::Null)
+        } else {
+            self.string().map(Nullable::Value)
+        }
+    }
+
     pub(crate) fn opt_u32(&mut self) -> Result<Option<u32>> {
         if self.eat_null() {
             Ok(None)
@@ -976,9 +1011,10 @@ impl<'a> Cursor<'a> {
     /// escaping (`"'a"b\c'::text"`). Rule: if it reads as a JSON string followed by the column's closing `}`
     /// and then `,` or `]`, it is that string (unescaped). Otherwise it is the raw text up to the first `"`
     /// followed by `}` and then `,{` or `]`.
-    pub(crate) fn default_v2(&mut self) -> Result<Option<Cow<'a, str>>> {
+    /// `null` is [`Nullable::Null`] (a column without a default).
+    pub(crate) fn default_v2(&mut self) -> Result<Nullable<Cow<'a, str>>> {
         if self.eat_null() {
-            return Ok(None);
+            return Ok(Nullable::Null);
         }
         self.ws();
         let open = self.pos;
@@ -987,7 +1023,7 @@ impl<'a> Cursor<'a> {
         if let Ok(s) = &json {
             if v2_default_end_ok(c.b, c.pos) {
                 *self = c;
-                return Ok(Some(s.clone()));
+                return Ok(Nullable::Value(s.clone()));
             }
         }
         if self.peek() != Some(b'"') {
@@ -1004,7 +1040,7 @@ impl<'a> Cursor<'a> {
                     !strict || lex.balanced()
                 } {
                     self.pos = q + 1;
-                    return Ok(Some(Cow::Borrowed(self.str_range(open + 1, q)?)));
+                    return Ok(Nullable::Value(Cow::Borrowed(self.str_range(open + 1, q)?)));
                 }
                 i = q + 1;
             }
@@ -1013,7 +1049,7 @@ impl<'a> Cursor<'a> {
         match json {
             Ok(s) => {
                 *self = c;
-                Ok(Some(s))
+                Ok(Nullable::Value(s))
             }
             Err(e) => Err(e),
         }
@@ -1021,11 +1057,12 @@ impl<'a> Cursor<'a> {
 
     /// Format 1 `columndefaults`: fills `set(i, default)` for each of the `n` entries. Read as JSON when that
     /// gives exactly `n` entries; otherwise split the unescaped text into exactly `n` entries (`null` or
-    /// `"…"`), choosing the earliest closing quotes that allow a complete split (bounded backtracking).
+    /// `"…"`), choosing the earliest closing quotes that allow a complete split (bounded backtracking). A `null`
+    /// entry (a column without a default) is [`Nullable::Null`].
     pub(crate) fn defaults_v1(
         &mut self,
         n: usize,
-        mut set: impl FnMut(usize, Option<Cow<'a, str>>) -> Result<()>,
+        mut set: impl FnMut(usize, Nullable<Cow<'a, str>>) -> Result<()>,
     ) -> Result<()> {
         self.require(b'[', "expected '['")?;
         let open = self.pos;
@@ -1054,7 +1091,7 @@ impl<'a> Cursor<'a> {
                 return Ok(());
             }
             loop {
-                set(i, self.opt_string()?)?;
+                set(i, self.nullable_string()?)?;
                 i += 1;
                 if self.eat(b']') {
                     return Ok(());
@@ -1078,9 +1115,9 @@ impl<'a> Cursor<'a> {
         self.pos = end;
         for (i, (s, e)) in stack.into_iter().enumerate() {
             if self.b.get(s) == Some(&b'"') {
-                set(i, Some(Cow::Borrowed(self.str_range(s + 1, e)?)))?;
+                set(i, Nullable::Value(Cow::Borrowed(self.str_range(s + 1, e)?)))?;
             } else {
-                set(i, None)?;
+                set(i, Nullable::Null)?;
             }
         }
         Ok(())

@@ -89,15 +89,15 @@ fn v2_insert_every_column_option() {
             value: Value::Number("1".into()),
             optional: Some(false),
             position: Some(1),
-            default: Some("nextval('t_id_seq'::regclass)".into()),
+            default: Nullable::Value("nextval('t_id_seq'::regclass)".into()),
         }
     );
     assert_eq!(c.columns[1].value, Value::Number("123456789012345678901234567890.123456789".into()));
     assert_eq!(c.columns[1].type_oid, Some(-294967296));
     assert_eq!(c.columns[1].type_oid_u32(), Some(4000000000));
-    assert_eq!(c.columns[1].default, None);
+    assert_eq!(c.columns[1].default, Nullable::Null, "\"default\":null is kept apart from absent");
     assert_eq!(c.columns[2].value, Value::String("a\"b\\c\n\u{1}é🎉".into()));
-    assert_eq!(c.columns[2].default.as_deref(), Some("'a\"b'::text"));
+    assert_eq!(c.columns[2].default.as_deref(), Nullable::Value("'a\"b'::text"));
     assert_eq!(c.columns[3].value, Value::Bool(true));
     assert_eq!(c.columns[4].value, Value::Null);
     assert_eq!(c.pk, Some(vec![PkColumn { name: "id".into(), type_name: Some("integer".into()), type_oid: Some(23) }]));
@@ -153,20 +153,21 @@ fn v2_messages() {
     let m = v2(r#"{"action":"M","xid":5,"transactional":true,"prefix":"p","content":"a\"b\u0001"}"#);
     let Event::Message(m) = m else { panic!() };
     assert!(m.transactional);
-    assert_eq!(m.xid, Some(5));
+    assert_eq!(m.xid, Nullable::Value(5));
+    assert_eq!(m.timestamp, Nullable::Absent);
     assert_eq!(&*m.content, b"a\"b\x01");
     assert_eq!(m.content_str(), Some("a\"b\u{1}"));
-    // non-transactional: "xid":null etc. are read as absent
+    // non-transactional: "xid":null etc. are kept apart from absent
     let m = v2(
         r#"{"action":"M","xid":null,"timestamp":null,"origin":null,"lsn":"0/156BAF8","transactional":false,"prefix":"nontx","content":"plain"}"#,
     );
     assert_eq!(
         m,
         Event::Message(Message {
-            xid: None,
+            xid: Nullable::Null,
             lsn: Some(Lsn(0x156BAF8)),
-            timestamp: None,
-            origin: None,
+            timestamp: Nullable::Null,
+            origin: Nullable::Null,
             transactional: false,
             prefix: "nontx".into(),
             content: Cow::Borrowed(b"plain"),
@@ -228,7 +229,7 @@ fn v2_raw_defaults() {
         r#"],"pk":[]}"#
     ));
     let c = change(&ev);
-    let d = |n: &str| c.column(n).unwrap().default.as_deref().unwrap().to_string();
+    let d = |n: &str| c.column(n).unwrap().default.as_deref().value().unwrap().to_string();
     assert_eq!(d("q"), r#"'a"b\c'::text"#);
     assert_eq!(d("x"), r#"'x","y'::text"#);
     assert_eq!(d("s"), "'tab\there'::text");
@@ -358,10 +359,10 @@ fn v1_document_every_key() {
             value: Value::String("a\"b".into()),
             optional: Some(true),
             position: Some(2),
-            default: None,
+            default: Nullable::Null,
         }
     );
-    assert_eq!(i.columns[0].default.as_deref(), Some("nextval('t_id_seq'::regclass)"));
+    assert_eq!(i.columns[0].default.as_deref(), Nullable::Value("nextval('t_id_seq'::regclass)"));
     assert_eq!(i.pk.as_ref().unwrap()[0].name, "id");
     let u = change(&ev[2]);
     assert_eq!(ev[2].kind(), EventKind::Update);
@@ -422,12 +423,12 @@ fn v1_raw_types_and_defaults_in_arrays() {
     assert_eq!(
         d,
         [
-            None,
-            Some(r#"'a"b\c'::text"#.to_string()),
-            Some(r#"'x","y'::text"#.to_string()),
-            Some("'tab\there'::text".to_string()),
-            Some("now()".to_string()),
-            Some("42".to_string()),
+            Nullable::Null,
+            Nullable::Value(r#"'a"b\c'::text"#.to_string()),
+            Nullable::Value(r#"'x","y'::text"#.to_string()),
+            Nullable::Value("'tab\there'::text".to_string()),
+            Nullable::Value("now()".to_string()),
+            Nullable::Value("42".to_string()),
         ]
     );
     assert_eq!(c.identity[0].type_name.as_deref(), Some(r#""MySchema".mood"#));
@@ -441,8 +442,8 @@ fn v1_raw_types_and_defaults_in_arrays() {
     let ev = all(p.as_bytes());
     let c = change(&ev[1]);
     assert_eq!(c.columns[0].type_name.as_deref(), Some(r#""MySchema".mood"#));
-    assert_eq!(c.columns[0].default.as_deref(), Some(r#"'x", "y'::text"#));
-    assert_eq!(c.columns[1].default, None);
+    assert_eq!(c.columns[0].default.as_deref(), Nullable::Value(r#"'x", "y'::text"#));
+    assert_eq!(c.columns[1].default, Nullable::Null);
 }
 
 #[test]
@@ -685,7 +686,7 @@ fn writer_shapes() {
         value: Value::String("x\n\u{1}\"\\é".into()),
         optional: Some(true),
         position: Some(1),
-        default: Some(r#"'a"b\c'::text"#.into()),
+        default: Nullable::Value(r#"'a"b\c'::text"#.into()),
     });
     c.identity.push(Column::new("a", Value::Number("-0".into())));
     c.pk = Some(vec![PkColumn { name: "a".into(), type_name: None, type_oid: None }]);
@@ -712,6 +713,34 @@ fn writer_shapes() {
     assert_eq!(
         written(&Event::Message(Message { prefix: "p".into(), content: Cow::Borrowed(b"ok"), ..Message::default() })),
         r#"{"action":"M","transactional":false,"prefix":"p","content":"ok"}"#
+    );
+    // present-and-null is written as null, absent is left out
+    let m = Message {
+        xid: Nullable::Null,
+        timestamp: Nullable::Null,
+        origin: Nullable::Null,
+        lsn: Some(Lsn(0x10)),
+        prefix: "p".into(),
+        content: Cow::Borrowed(b"ok"),
+        ..Message::default()
+    };
+    assert_eq!(
+        written(&Event::Message(m.clone())),
+        r#"{"action":"M","xid":null,"timestamp":null,"origin":null,"lsn":"0/10","transactional":false,"prefix":"p","content":"ok"}"#
+    );
+    let m = Message { xid: Nullable::Value(5), timestamp: Nullable::Absent, origin: Nullable::Value(0), ..m };
+    assert_eq!(
+        written(&Event::Message(m)),
+        r#"{"action":"M","xid":5,"origin":0,"lsn":"0/10","transactional":false,"prefix":"p","content":"ok"}"#
+    );
+    let mut c = Change { table: "t".into(), ..Change::default() };
+    let mut col = Column::new("a", Value::Null);
+    col.default = Nullable::Null;
+    c.columns.push(col);
+    c.columns.push(Column::new("b", Value::Null));
+    assert_eq!(
+        written(&Event::Update(c)),
+        r#"{"action":"U","table":"t","columns":[{"name":"a","value":null,"default":null},{"name":"b","value":null}],"identity":[]}"#
     );
     // a number that is not a JSON number (hand-built) is written as a string
     let mut c = Change { table: "t".into(), ..Change::default() };
@@ -875,4 +904,18 @@ fn format2_keys_in_any_order_decode_alike() {
     assert_eq!(m, v2(r#"{"action":"M","xid":5,"transactional":true,"prefix":"p","content":"hi"}"#));
     let m = v2(r#"{"action":"M","content_hex":"6869","transactional":true,"prefix":"p","xid":5}"#);
     assert_eq!(m, v2(r#"{"action":"M","xid":5,"transactional":true,"prefix":"p","content":"hi"}"#));
+}
+
+/// "Present and null" costs nothing in the hot path's column layout: `Nullable<Cow<str>>` fits where
+/// `Option<Cow<str>>` did.
+#[test]
+fn nullable_is_as_small_as_option() {
+    use std::mem::size_of;
+    assert_eq!(size_of::<Nullable<Cow<'_, str>>>(), size_of::<Option<Cow<'_, str>>>());
+    assert_eq!(size_of::<Nullable<u64>>(), size_of::<Option<u64>>());
+    assert_eq!(Nullable::from(Some(3)), Nullable::Value(3));
+    assert_eq!(Nullable::<u8>::from(None), Nullable::Absent);
+    assert_eq!(Nullable::Value(Cow::Borrowed("x")).as_deref(), Nullable::Value("x"));
+    assert!(Nullable::<u8>::Null.is_null() && Nullable::<u8>::Absent.is_absent());
+    assert_eq!(Nullable::<u8>::Null.value(), None);
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::error::Result;
 
-use super::event::{Change, Column, Event, Message, PkColumn, Transaction, Truncate, Value};
+use super::event::{Change, Column, Event, Message, Nullable, PkColumn, Transaction, Truncate, Value};
 use super::scan::Cursor;
 use super::Scratch;
 
@@ -367,10 +367,10 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
                 scratch.put_pk(p);
             }
             Ok(Event::Message(Message {
-                xid: None,
+                xid: Nullable::Absent,
                 lsn: None,
-                timestamp: None,
-                origin: None,
+                timestamp: Nullable::Absent,
+                origin: Nullable::Absent,
                 transactional: transactional.ok_or_else(|| missing("missing \"transactional\""))?,
                 prefix: prefix.ok_or_else(|| missing("missing \"prefix\""))?,
                 content: content.ok_or_else(|| missing("missing \"content\""))?,

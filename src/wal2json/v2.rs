@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use crate::error::Result;
 use crate::lsn::Lsn;
 
-use super::event::{Change, Column, Event, Message, PkColumn, Transaction, Truncate};
+use super::event::{Change, Column, Event, Message, Nullable, PkColumn, Transaction, Truncate};
 use super::scan::Cursor;
 use super::Scratch;
 
@@ -18,9 +18,10 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
     let obj_start = cur.pos;
     cur.require(b'{', "expected '{'")?;
     let mut action: Option<u8> = None;
-    let mut xid: Option<u64> = None;
-    let mut timestamp: Option<Cow<'a, str>> = None;
-    let mut origin: Option<u32> = None;
+    // `null` kept apart from absent: a message keeps the difference, the other events read `null` as absent
+    let mut xid: Nullable<u64> = Nullable::Absent;
+    let mut timestamp: Nullable<Cow<'a, str>> = Nullable::Absent;
+    let mut origin: Nullable<u32> = Nullable::Absent;
     let mut lsn: Option<Lsn> = None;
     let mut nextlsn: Option<Lsn> = None;
     let mut schema: Option<Cow<'a, str>> = None;
@@ -49,9 +50,9 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
                         _ => return Err(cur.err_at(s, "unknown action")),
                     }
                 }
-                Key::Xid => xid = cur.opt_u64()?,
-                Key::Timestamp => timestamp = cur.opt_string()?,
-                Key::Origin => origin = cur.opt_u32()?,
+                Key::Xid => xid = cur.nullable_u64()?,
+                Key::Timestamp => timestamp = cur.nullable_string()?,
+                Key::Origin => origin = cur.nullable_u32()?,
                 Key::Lsn => lsn = cur.opt_lsn()?,
                 Key::NextLsn => nextlsn = cur.opt_lsn()?,
                 Key::Schema => schema = cur.opt_string()?,
@@ -107,7 +108,13 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
     let missing = |what: &str| cur.err_at(obj_start, what);
     let ev = match action {
         Some(a @ (b'B' | b'C')) => {
-            let t = Transaction { xid, lsn, next_lsn: nextlsn, timestamp, origin };
+            let t = Transaction {
+                xid: xid.value(),
+                lsn,
+                next_lsn: nextlsn,
+                timestamp: timestamp.value(),
+                origin: origin.value(),
+            };
             if a == b'B' {
                 Event::Begin(t)
             } else {
@@ -116,10 +123,10 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
         }
         Some(a @ (b'I' | b'U' | b'D')) => {
             let c = Change {
-                xid,
+                xid: xid.value(),
                 lsn,
-                timestamp,
-                origin,
+                timestamp: timestamp.value(),
+                origin: origin.value(),
                 schema,
                 table: table.ok_or_else(|| missing("missing \"table\""))?,
                 columns: columns.unwrap_or_else(|| scratch.take_columns()),
@@ -133,10 +140,10 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
             }
         }
         Some(b'T') => Event::Truncate(Truncate {
-            xid,
+            xid: xid.value(),
             lsn,
-            timestamp,
-            origin,
+            timestamp: timestamp.value(),
+            origin: origin.value(),
             schema,
             table: table.ok_or_else(|| missing("missing \"table\""))?,
         }),

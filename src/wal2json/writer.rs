@@ -2,11 +2,17 @@
 //! Events back to JSON, one object per event, in wal2json format 2's shape and key names.
 //!
 //! - Keys appear in wal2json's order and only when the event has them (an option the server did not have on
-//!   leaves its key out; metadata that was `null` is left out too): `action`, `xid`, `timestamp`, `origin`,
-//!   `lsn`, `nextlsn`, `schema`, `table`, `columns` `[{name,type,typeoid,value,optional,position,default}]`,
-//!   `identity` `[{name,type,typeoid,value}]`, `pk` `[{name,type,typeoid}]`, `transactional`, `prefix`,
-//!   `content`. `columns` is written for `I`/`U` (and whenever non-empty), `identity` for `D` (and whenever
-//!   non-empty).
+//!   leaves its key out): `action`, `xid`, `timestamp`, `origin`, `lsn`, `nextlsn`, `schema`, `table`,
+//!   `columns` `[{name,type,typeoid,value,optional,position,default}]`, `identity` `[{name,type,typeoid,value}]`,
+//!   `pk` `[{name,type,typeoid}]`, `transactional`, `prefix`, `content`. A key that was `null`
+//!   ([`super::Nullable::Null`]: a non-transactional message's `xid`/`timestamp`/`origin`, a column's `default`)
+//!   is written as `null`, as wal2json does. `columns` is written for `I`/`U` (and whenever non-empty),
+//!   `identity` for `U`/`D` (and whenever non-empty), even when empty: wal2json 2.5 prints `identity` on every
+//!   UPDATE and DELETE it prints (format 1 likewise prints `oldkeys`).
+//! - So for a format 2 payload that is valid JSON, the object written is the payload's own, key for key and
+//!   value for value (tested against live slots in `tests/wal2json_json_output.rs`). A format 1 input gives
+//!   what its events hold: changes and messages without `xid`/`timestamp`/`origin`/`lsn` (format 1 prints
+//!   them on the transaction only), `"default":null` for a `null` in `columndefaults`.
 //! - Numbers are written digit for digit as received. Strings are re-escaped as valid JSON (`\"`, `\\`,
 //!   `\b \f \n \r \t`, other control characters as `\u00XX`, everything else as UTF-8), so raw defaults and raw
 //!   type names come out as valid JSON strings.
@@ -16,7 +22,7 @@
 //!
 //! The writer appends to a caller-owned `Vec<u8>` and allocates nothing else.
 
-use super::event::{Change, Column, Event, PkColumn, Transaction, Value};
+use super::event::{Change, Column, Event, Nullable, PkColumn, Transaction, Value};
 use super::scan::is_json_number;
 use crate::lsn::Lsn;
 
@@ -29,7 +35,7 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event<'_>) {
         Event::Update(c) => change(out, b'U', c),
         Event::Delete(c) => change(out, b'D', c),
         Event::Truncate(t) => {
-            head(out, b'T', t.xid, t.timestamp.as_deref(), t.origin, t.lsn);
+            head(out, b'T', t.xid.into(), t.timestamp.as_deref().into(), t.origin.into(), t.lsn);
             if let Some(s) = &t.schema {
                 key_str(out, "schema", s);
             }
@@ -69,20 +75,37 @@ fn hex_digit(n: u8) -> u8 {
     }
 }
 
-fn head(out: &mut Vec<u8>, action: u8, xid: Option<u64>, ts: Option<&str>, origin: Option<u32>, lsn: Option<Lsn>) {
+fn head(
+    out: &mut Vec<u8>,
+    action: u8,
+    xid: Nullable<u64>,
+    ts: Nullable<&str>,
+    origin: Nullable<u32>,
+    lsn: Option<Lsn>,
+) {
     out.extend_from_slice(b"{\"action\":\"");
     out.push(action);
     out.push(b'"');
-    if let Some(x) = xid {
-        out.extend_from_slice(b",\"xid\":");
-        uint(out, x);
+    match xid {
+        Nullable::Absent => {}
+        Nullable::Null => out.extend_from_slice(b",\"xid\":null"),
+        Nullable::Value(x) => {
+            out.extend_from_slice(b",\"xid\":");
+            uint(out, x);
+        }
     }
-    if let Some(t) = ts {
-        key_str(out, "timestamp", t);
+    match ts {
+        Nullable::Absent => {}
+        Nullable::Null => out.extend_from_slice(b",\"timestamp\":null"),
+        Nullable::Value(t) => key_str(out, "timestamp", t),
     }
-    if let Some(o) = origin {
-        out.extend_from_slice(b",\"origin\":");
-        uint(out, u64::from(o));
+    match origin {
+        Nullable::Absent => {}
+        Nullable::Null => out.extend_from_slice(b",\"origin\":null"),
+        Nullable::Value(o) => {
+            out.extend_from_slice(b",\"origin\":");
+            uint(out, u64::from(o));
+        }
     }
     if let Some(l) = lsn {
         out.extend_from_slice(b",\"lsn\":");
@@ -91,7 +114,7 @@ fn head(out: &mut Vec<u8>, action: u8, xid: Option<u64>, ts: Option<&str>, origi
 }
 
 fn tx(out: &mut Vec<u8>, action: u8, t: &Transaction<'_>) {
-    head(out, action, t.xid, t.timestamp.as_deref(), t.origin, t.lsn);
+    head(out, action, t.xid.into(), t.timestamp.as_deref().into(), t.origin.into(), t.lsn);
     if let Some(l) = t.next_lsn {
         out.extend_from_slice(b",\"nextlsn\":");
         lsn_str(out, l);
@@ -100,7 +123,7 @@ fn tx(out: &mut Vec<u8>, action: u8, t: &Transaction<'_>) {
 }
 
 fn change(out: &mut Vec<u8>, action: u8, c: &Change<'_>) {
-    head(out, action, c.xid, c.timestamp.as_deref(), c.origin, c.lsn);
+    head(out, action, c.xid.into(), c.timestamp.as_deref().into(), c.origin.into(), c.lsn);
     if let Some(s) = &c.schema {
         key_str(out, "schema", s);
     }
@@ -109,7 +132,7 @@ fn change(out: &mut Vec<u8>, action: u8, c: &Change<'_>) {
         out.extend_from_slice(b",\"columns\":");
         columns(out, &c.columns, true);
     }
-    if action == b'D' || !c.identity.is_empty() {
+    if action != b'I' || !c.identity.is_empty() {
         out.extend_from_slice(b",\"identity\":");
         columns(out, &c.identity, false);
     }
@@ -151,8 +174,10 @@ fn columns(out: &mut Vec<u8>, cols: &[Column<'_>], full: bool) {
                 out.extend_from_slice(b",\"position\":");
                 int(out, i64::from(p));
             }
-            if let Some(d) = &c.default {
-                key_str(out, "default", d);
+            match &c.default {
+                Nullable::Absent => {}
+                Nullable::Null => out.extend_from_slice(b",\"default\":null"),
+                Nullable::Value(d) => key_str(out, "default", d),
             }
         }
         out.push(b'}');

@@ -24,8 +24,9 @@ documents spanning several lines are gathered).
 Options:
   -o, --output json   one JSON object per event and line, in wal2json format 2's shape (default):
                       action, xid, timestamp, origin, lsn, nextlsn, schema, table, columns, identity,
-                      pk, transactional, prefix, content - each key only when the server sent it;
-                      numbers digit for digit; strings re-escaped as valid JSON. Message content
+                      pk, transactional, prefix, content - each key only when the server sent it,
+                      null when it sent null (a format 2 payload comes out as wal2json printed
+                      it); numbers digit for digit; strings re-escaped as valid JSON. Message content
                       that is not valid UTF-8 is written as \"content_hex\" (lowercase hex of every
                       byte) instead of \"content\".
   -o, --output raw    the payloads as read (reassembled), one per line
