@@ -85,19 +85,38 @@ impl Scratch {
             }
         }
     }
+    /// Take the owned strings out of `cols` (names and values into the pool) and empty it.
+    ///
+    /// The columns are emptied here field by field rather than by `clear()`: the compiler's drop of a whole
+    /// `Column` (five `Cow`s to check) is an out-of-line call per column since `default` became a [`Nullable`]
+    /// (+8 instructions per column, +2.4 % on the wide-row corpus); this loop visits each column anyway.
+    ///
+    /// [`Nullable`]: super::Nullable
     #[inline]
     fn harvest(&mut self, cols: &mut Vec<Column<'_>>) {
         for c in cols.iter_mut() {
-            if let Cow::Owned(s) = &mut c.name {
+            // every field named, so that a new one is a compile error here rather than a leak
+            let Column { name, type_name, type_oid: _, value, optional: _, position: _, default } = c;
+            if let Cow::Owned(s) = name {
                 let s = std::mem::take(s);
                 self.put_string(Cow::Owned(s));
             }
-            if let Value::String(Cow::Owned(s)) = &mut c.value {
+            if let Value::String(Cow::Owned(s)) | Value::Number(Cow::Owned(s)) = value {
                 let s = std::mem::take(s);
                 self.put_string(Cow::Owned(s));
+            }
+            // owned type names and defaults (unescaped or raw-quoted ones; rare): freed
+            if let Some(Cow::Owned(s)) = type_name {
+                drop(std::mem::take(s));
+            }
+            if let super::Nullable::Value(Cow::Owned(s)) = default {
+                drop(std::mem::take(s));
             }
         }
-        cols.clear();
+        // SAFETY: a length of 0 exposes no uninitialised element. The columns are not dropped, but nothing in
+        // them owns memory any more: each owned string was replaced by an empty `String` above, which owns none
+        // (the other fields are borrowed strings and plain values).
+        unsafe { cols.set_len(0) };
     }
     #[inline]
     pub(crate) fn recycle(&mut self, ev: Event<'_>) {
