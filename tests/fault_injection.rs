@@ -26,26 +26,30 @@
 //! example's code (included here as a module). This needs no nested `cargo build` (which would wait for the
 //! build directory lock that the running `cargo test` holds) and no entry in Cargo.toml.
 //!
+//! The writers, the server-side helpers and the reference decoding are in `tests/common/faults.rs`, shared with
+//! `tests/recv_faults.rs` (the same proof for the `pgrepl recv` CLI).
+//!
 //! Set `PGREPL_FAULT_SEED` to replay a run's fault order (the seed is printed).
 #![cfg(feature = "cluster")]
 
 #[path = "../examples/fault_consumer.rs"]
 #[allow(dead_code)]
 mod fault_consumer;
+#[path = "common/faults.rs"]
+mod faults;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use pgrepl::client::Client;
 use pgrepl::cluster::{ClusterOptions, TempCluster};
-use pgrepl::config::Config;
 use pgrepl::Lsn;
+
+use faults::{sql, Rng, Txn};
 
 const CONSUMER_ENV: &str = "PGREPL_FAULT_CONSUMER";
 const SLOT: &str = "fault";
@@ -171,253 +175,37 @@ fn touch(dir: &Path, name: &str) {
     fs::write(dir.join(name), "").unwrap();
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Seeded randomness
-// ---------------------------------------------------------------------------------------------------------------
-
-/// splitmix64
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+impl faults::Watched for Consumer {
+    fn check_alive(&mut self) {
+        Consumer::check_alive(self)
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo + 1))
-    }
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
-        }
+    fn log_tail(&self) -> String {
+        Consumer::log_tail(self)
     }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The writer
+// Server-side helpers (tests/common/faults.rs) for this suite's slot
 // ---------------------------------------------------------------------------------------------------------------
-
-/// What the writer knows happened.
-#[derive(Debug, Default)]
-struct WriterReport {
-    /// seq → the `k` of the rows its committed transaction inserted.
-    committed: BTreeMap<i64, Vec<i64>>,
-    /// seqs whose transaction rolled back.
-    rolled_back: BTreeSet<i64>,
-    /// Committed transactions that rolled back a savepoint.
-    savepoint_commits: usize,
-    /// Transactions whose outcome was unknown (connection lost during them), resolved by querying the table.
-    unknown_committed: usize,
-    unknown_absent: usize,
-    /// Connection errors seen.
-    errors: usize,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Plan {
-    Commit,
-    Rollback,
-    /// Commits, with rows inserted after a savepoint rolled back to it (negative `k`, must be absent).
-    SavepointRollback,
-}
-
-fn plan_sql(seq: i64, plan: Plan, n: i64) -> (String, Vec<i64>) {
-    let values = |ks: &[i64]| ks.iter().map(|k| format!("({seq},{k})")).collect::<Vec<_>>().join(",");
-    let ks: Vec<i64> = (1..=n).collect();
-    match plan {
-        Plan::Commit => (format!("BEGIN; INSERT INTO w VALUES {}; COMMIT;", values(&ks)), ks),
-        Plan::Rollback => (format!("BEGIN; INSERT INTO w VALUES {}; ROLLBACK;", values(&ks)), vec![]),
-        Plan::SavepointRollback => (
-            format!(
-                "BEGIN; INSERT INTO w VALUES ({seq},1); SAVEPOINT s; INSERT INTO w VALUES ({seq},-1),({seq},-2); \
-                 ROLLBACK TO SAVEPOINT s; INSERT INTO w VALUES ({seq},2); COMMIT;"
-            ),
-            vec![1, 2],
-        ),
-    }
-}
-
-async fn connect(cfg: &Config) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match Client::connect(cfg).await {
-            Ok(c) => return c,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "writer cannot connect: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn count_rows(client: &mut Client, seq: i64) -> pgrepl::Result<usize> {
-    let r = client.simple_query(&format!("SELECT count(*) FROM w WHERE seq = {seq}")).await?;
-    Ok(r.first().and_then(|r| r.get(0, "count")).and_then(|s| s.parse().ok()).unwrap_or(0))
-}
-
-/// Lets the injector silence the writers.
-#[derive(Default)]
-struct Quiet {
-    /// Asked to pause.
-    asked: AtomicBool,
-    /// Writers paused (between transactions).
-    paused: AtomicUsize,
-}
-
-/// Concurrent writers: their transactions interleave in the WAL (a transaction's first change can come before
-/// the previous commit), so message LSNs are not monotonic across transactions.
-const WRITERS: i64 = 2;
-
-/// Writer `id` commits transactions numbered `id`, `id + WRITERS`, … until `stop`.
-async fn write(
-    id: i64,
-    conninfo: String,
-    seed: u64,
-    stop: Arc<AtomicBool>,
-    progress: Arc<AtomicU64>,
-    quiet: Arc<Quiet>,
-) -> WriterReport {
-    let cfg = Config::parse(&conninfo).unwrap();
-    let mut rng = Rng(seed ^ 0x5752_4954_4552 ^ (id as u64) << 56);
-    let mut report = WriterReport::default();
-    let mut client: Option<Client> = None;
-    let mut seq = id;
-    while !stop.load(Ordering::Relaxed) {
-        if quiet.asked.load(Ordering::Relaxed) {
-            quiet.paused.fetch_add(1, Ordering::Relaxed);
-            while quiet.asked.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            quiet.paused.fetch_sub(1, Ordering::Relaxed);
-        }
-        seq += WRITERS;
-        let plan = match rng.below(100) {
-            0..=79 => Plan::Commit,
-            80..=91 => Plan::Rollback,
-            _ => Plan::SavepointRollback,
-        };
-        // now and then a large transaction (many payloads: faults land inside it)
-        let rows = if rng.below(150) == 0 { 1500 } else { 1 + rng.below(4) as i64 };
-        let (sql, ks) = plan_sql(seq, plan, rows);
-        loop {
-            let c = match client.as_mut() {
-                Some(c) => c,
-                None => client.insert(connect(&cfg).await),
-            };
-            match c.simple_query(&sql).await {
-                Ok(_) => {
-                    if ks.is_empty() {
-                        report.rolled_back.insert(seq);
-                    } else {
-                        report.committed.insert(seq, ks.clone());
-                        report.savepoint_commits += usize::from(plan == Plan::SavepointRollback);
-                    }
-                    break;
-                }
-                Err(_) => {
-                    // Lost during the transaction (the server restarted): did it commit? Ask the table.
-                    report.errors += 1;
-                    client = None;
-                    let n = loop {
-                        let c = client.insert(connect(&cfg).await);
-                        match count_rows(c, seq).await {
-                            Ok(n) => break n,
-                            Err(_) => client = None,
-                        }
-                    };
-                    if n > 0 {
-                        assert_eq!(n, ks.len(), "seq {seq}: a partial transaction is visible");
-                        report.committed.insert(seq, ks.clone());
-                        report.savepoint_commits += usize::from(plan == Plan::SavepointRollback);
-                        report.unknown_committed += 1;
-                        break;
-                    }
-                    report.unknown_absent += 1;
-                    if ks.is_empty() {
-                        report.rolled_back.insert(seq);
-                        break;
-                    }
-                    // not committed: try the same transaction again
-                }
-            }
-        }
-        progress.fetch_max(seq as u64, Ordering::Relaxed);
-        // now and then a quiet period (the slot is idle: keepalives, idle advance)
-        let pause = if rng.below(400) == 0 { rng.millis(1000, 2500) } else { rng.millis(0, 8) };
-        tokio::time::sleep(pause).await;
-    }
-    report
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Server-side helpers
-// ---------------------------------------------------------------------------------------------------------------
-
-/// psql, retried while the server is (re)starting.
-fn sql(c: &TempCluster, q: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match c.psql("postgres", q) {
-            Ok(s) => return s,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "{q}: {e}");
-                thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
 
 /// (active_pid, confirmed_flush_lsn) of the consumer's slot.
 fn slot_state(c: &TempCluster) -> (Option<u32>, Lsn) {
-    let s =
-        sql(c, &format!("SELECT active_pid, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"));
-    let (pid, lsn) = s.split_once('|').unwrap_or_else(|| panic!("slot {SLOT}: {s:?}"));
-    (pid.parse().ok(), Lsn::parse(lsn).unwrap())
+    faults::slot_state(c, SLOT)
 }
 
 /// Waits for the consumer's walsender and returns its pid.
 fn walsender(c: &TempCluster, consumer: &mut Consumer) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let (Some(pid), _) = slot_state(c) {
-            return pid;
-        }
-        consumer.check_alive();
-        assert!(Instant::now() < deadline, "the consumer did not reconnect; log:\n{}", consumer.log_tail());
-        thread::sleep(Duration::from_millis(20));
-    }
+    faults::walsender(c, SLOT, consumer)
 }
 
 /// After the consumer was killed: waits for the slot to be released and returns its confirmed_flush_lsn.
 fn released(c: &TempCluster) -> Lsn {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match slot_state(c) {
-            (None, lsn) => return lsn,
-            _ => assert!(Instant::now() < deadline, "the slot stays active after the consumer was killed"),
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    faults::released(c, SLOT)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Transactions, from the store and from the reference decoding
 // ---------------------------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Txn {
-    commit: Lsn,
-    xid: u64,
-    /// (seq, k), in WAL order
-    rows: Vec<(i64, i64)>,
-}
 
 fn parse_rows(s: &str) -> Vec<(i64, i64)> {
     if s == "-" {
@@ -445,45 +233,6 @@ fn read_store(dir: &Path) -> Vec<Txn> {
 
 fn store_last(dir: &Path) -> Lsn {
     fault_consumer::recover_store(&dir.join("store")).map(|(l, _)| l).unwrap_or(Lsn::INVALID)
-}
-
-/// Every transaction with changes, decoded by test_decoding from the reference slot (never advanced).
-fn reference(c: &TempCluster) -> Vec<Txn> {
-    let out = sql(
-        c,
-        &format!(
-            "SELECT lsn, xid, data FROM pg_logical_slot_peek_changes('{REFERENCE_SLOT}', NULL, NULL, \
-             'skip-empty-xacts', '1', 'include-xids', '1')"
-        ),
-    );
-    let field = |data: &str, name: &str| -> i64 {
-        let at = data.find(name).unwrap_or_else(|| panic!("{name} in {data}")) + name.len();
-        let rest = &data[at..];
-        let end = rest.find(' ').unwrap_or(rest.len());
-        rest[..end].parse().unwrap()
-    };
-    let mut txns = vec![];
-    let mut cur: Option<Txn> = None;
-    for line in out.lines() {
-        let mut f = line.splitn(3, '|');
-        let (lsn, xid, data) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
-        if data.starts_with("BEGIN") {
-            cur = Some(Txn { commit: Lsn::INVALID, xid: xid.parse().unwrap(), rows: vec![] });
-        } else if data.starts_with("COMMIT") {
-            let mut t = cur.take().expect("COMMIT after BEGIN");
-            t.commit = Lsn::parse(lsn).unwrap();
-            txns.push(t);
-        } else if data.starts_with("message: transactional: 0 prefix: pgrepl-heartbeat,") {
-            // the consumer's heartbeats: not for the application
-        } else if data.starts_with("table public.w: INSERT:") {
-            let t = cur.as_mut().expect("change inside a transaction");
-            t.rows.push((field(data, "seq[bigint]:"), field(data, "k[integer]:")));
-        } else {
-            panic!("unexpected change in the reference decoding: {line}");
-        }
-    }
-    assert!(cur.is_none(), "the reference decoding ends inside a transaction");
-    txns
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -516,47 +265,26 @@ enum Fault {
 #[test]
 fn never_lose_a_change() {
     let t0 = Instant::now();
-    let seed = std::env::var("PGREPL_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64
-            ^ u64::from(std::process::id())
-    });
+    let seed = faults::seed("PGREPL_FAULT_SEED");
     eprintln!("fault_injection: seed {seed} (PGREPL_FAULT_SEED={seed} replays this fault order)");
     let mut rng = Rng(seed);
 
     let c = TempCluster::start(ClusterOptions { wal_sender_timeout: WAL_SENDER_TIMEOUT, ..Default::default() })
         .expect("start cluster");
-    c.psql(
-        "postgres",
-        &format!(
-            "CREATE TABLE w (seq bigint, k int, PRIMARY KEY (seq, k));
-             SELECT pg_create_logical_replication_slot('{SLOT}', 'wal2json');
-             SELECT pg_create_logical_replication_slot('{REFERENCE_SLOT}', 'test_decoding');"
-        ),
-    )
-    .unwrap();
+    faults::create_table_and_slots(&c, &[(SLOT, "wal2json"), (REFERENCE_SLOT, "test_decoding")]);
     let dir = tempfile::tempdir().unwrap();
     let conninfo = c.conninfo(c.superuser(), "postgres");
     let mut consumer = Consumer { dir: dir.path().to_path_buf(), conninfo: conninfo.clone(), child: None, starts: 0 };
     consumer.spawn();
 
     // the writer, on its own thread and runtime
-    let stop = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(AtomicU64::new(0));
-    let quiet = Arc::new(Quiet::default());
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|id| {
-            let (stop, progress, conninfo, quiet) = (stop.clone(), progress.clone(), conninfo.clone(), quiet.clone());
-            thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(write(id, conninfo, seed, stop, progress, quiet))
-            })
-        })
-        .collect();
+    let writers = faults::Writers::start(&conninfo, seed);
+    let (progress, quiet) = (writers.progress.clone(), writers.control.clone());
     // Silences the writer until the slot has been idle-advanced past the last write (nothing else for this
     // slot); returns that position.
     let quiet_and_idle_advanced = |consumer: &mut Consumer| -> Lsn {
         quiet.asked.store(true, Ordering::Relaxed);
-        while quiet.paused.load(Ordering::Relaxed) < WRITERS as usize {
+        while quiet.paused.load(Ordering::Relaxed) < faults::WRITERS as usize {
             thread::sleep(Duration::from_millis(5));
         }
         // WAL that means nothing to this slot: a write in another database
@@ -717,20 +445,10 @@ fn never_lose_a_change() {
 
     // let the writer go on a little after the last fault, then stop it
     thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let mut report = WriterReport::default();
-    for w in writers {
-        let r = w.join().expect("writer");
-        report.committed.extend(r.committed);
-        report.rolled_back.extend(r.rolled_back);
-        report.savepoint_commits += r.savepoint_commits;
-        report.unknown_committed += r.unknown_committed;
-        report.unknown_absent += r.unknown_absent;
-        report.errors += r.errors;
-    }
+    let report = writers.finish();
 
     // the consumer catches up with everything committed, then stops cleanly
-    let reference = reference(&c);
+    let reference = faults::reference(&c, REFERENCE_SLOT, true);
     let last_commit = reference.last().map_or(Lsn::INVALID, |t| t.commit);
     let deadline = Instant::now() + Duration::from_secs(60);
     while store_last(&consumer.dir) < last_commit {
@@ -761,23 +479,8 @@ fn never_lose_a_change() {
     let invented: Vec<&Txn> = with_rows.iter().copied().filter(|t| by_commit.get(&t.commit) != Some(t)).collect();
     let out_of_order = stored.windows(2).filter(|w| w[0].commit >= w[1].commit).count();
     // the writer's record and the table
-    let in_reference: BTreeMap<i64, Vec<i64>> = {
-        let mut m: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-        for t in &reference {
-            for &(seq, k) in &t.rows {
-                m.entry(seq).or_default().push(k);
-            }
-        }
-        m
-    };
-    let table: BTreeMap<i64, Vec<i64>> = {
-        let mut m: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-        for l in sql(&c, "SELECT seq, k FROM w ORDER BY seq, k").lines() {
-            let (s, k) = l.split_once('|').unwrap();
-            m.entry(s.parse().unwrap()).or_default().push(k.parse().unwrap());
-        }
-        m
-    };
+    let in_reference = faults::rows_by_seq(&reference);
+    let table = faults::table(&c);
     let rolled_back_present: Vec<i64> =
         report.rolled_back.iter().copied().filter(|s| in_reference.contains_key(s) || table.contains_key(s)).collect();
     let negative_rows = with_rows.iter().flat_map(|t| &t.rows).filter(|(_, k)| *k < 0).count();
