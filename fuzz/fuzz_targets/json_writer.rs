@@ -14,7 +14,9 @@
 use std::borrow::Cow;
 
 use libfuzzer_sys::fuzz_target;
-use pgrepl::wal2json::{write_event, Change, Column, Decoder, Event, Message, PkColumn, Transaction, Truncate, Value};
+use pgrepl::wal2json::{
+    write_event, Change, Column, Decoder, Event, Message, Nullable, PkColumn, Transaction, Truncate, Value,
+};
 use pgrepl::Lsn;
 use pgrepl_fuzz::Input;
 
@@ -23,6 +25,14 @@ fn text(inp: &mut Input<'_>) -> Cow<'static, str> {
 }
 fn opt<T>(inp: &mut Input<'_>, f: impl FnOnce(&mut Input<'_>) -> T) -> Option<T> {
     (inp.u8() & 1 == 1).then(|| f(inp))
+}
+/// Absent, `null` or a value.
+fn nullable<T>(inp: &mut Input<'_>, f: impl FnOnce(&mut Input<'_>) -> T) -> Nullable<T> {
+    match inp.u8() % 3 {
+        0 => Nullable::Absent,
+        1 => Nullable::Null,
+        _ => Nullable::Value(f(inp)),
+    }
 }
 fn value(inp: &mut Input<'_>) -> Value<'static> {
     match inp.u8() % 4 {
@@ -40,7 +50,7 @@ fn column(inp: &mut Input<'_>) -> Column<'static> {
         value: value(inp),
         optional: opt(inp, |i| i.u8() & 1 == 1),
         position: opt(inp, |i| i.u64() as i32),
-        default: opt(inp, text),
+        default: nullable(inp, text),
     }
 }
 
@@ -60,7 +70,7 @@ fn normalize(ev: &mut Event<'static>) {
         fix(&mut c.identity);
         // wal2json's identity entries have only name, type, typeoid and value
         for k in &mut c.identity {
-            (k.optional, k.position, k.default) = (None, None, None);
+            (k.optional, k.position, k.default) = (None, None, Nullable::Absent);
         }
     }
 }
@@ -109,11 +119,12 @@ fuzz_target!(|data: &[u8]| {
             schema: opt(&mut inp, text),
             table: text(&mut inp),
         }),
+        // a message's metadata can also be `null` (a non-transactional one's)
         _ => Event::Message(Message {
-            xid,
+            xid: nullable(&mut inp, |_| xid.unwrap_or(0)),
             lsn,
-            timestamp,
-            origin,
+            timestamp: nullable(&mut inp, |_| timestamp.clone().unwrap_or_default()),
+            origin: nullable(&mut inp, |_| origin.unwrap_or(0)),
             transactional: inp.u8() & 1 == 1,
             prefix: text(&mut inp),
             content: Cow::Owned(inp.rest().to_vec()),

@@ -16,12 +16,20 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pgrepl::wal2json::{Column, Decoder, Event, PkColumn, Value as PValue};
+use pgrepl::wal2json::{Column, Decoder, Event, Nullable, PkColumn, Value as PValue};
 use pgrepl::Lsn;
 use serde_json::{Map, Value};
 
 fn str_of<'v>(o: &'v Map<String, Value>, k: &str) -> Option<&'v str> {
     o.get(k).and_then(Value::as_str)
+}
+/// serde's reading of a key that pgrepl keeps as a [`Nullable`]: absent, `null` or `f` of the value.
+fn nullable_of<'v, T>(o: &'v Map<String, Value>, k: &str, f: impl Fn(&'v Value) -> Option<T>) -> Nullable<T> {
+    match o.get(k) {
+        None => Nullable::Absent,
+        Some(Value::Null) => Nullable::Null,
+        Some(v) => Nullable::Value(f(v).unwrap_or_else(|| panic!("{k}: {v:?}"))),
+    }
 }
 fn opt_str(o: &Map<String, Value>, k: &str) -> Option<String> {
     str_of(o, k).map(str::to_owned)
@@ -145,7 +153,7 @@ fn check_columns(cols: &[Column<'_>], s: Option<&Value>) {
         check_value(&c.value, o.get("value"));
         assert_eq!(c.optional, o.get("optional").and_then(Value::as_bool));
         assert_eq!(c.position.map(i64::from), o.get("position").and_then(Value::as_i64));
-        assert_eq!(c.default.as_deref(), str_of(o, "default"));
+        assert_eq!(c.default.as_deref(), nullable_of(o, "default", Value::as_str));
     }
 }
 
@@ -242,9 +250,15 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Some(t.table.as_ref()), str_of(&o, "table"));
         }
         Event::Message(m) => {
+            // a message keeps `null` apart from absent
             assert_eq!(
                 (m.xid, m.timestamp.as_deref(), m.origin.map(u64::from), m.lsn),
-                (xid, ts.as_deref(), origin, lsn)
+                (
+                    nullable_of(&o, "xid", Value::as_u64),
+                    nullable_of(&o, "timestamp", Value::as_str),
+                    nullable_of(&o, "origin", Value::as_u64),
+                    lsn
+                )
             );
             assert_eq!(Some(m.transactional), o.get("transactional").and_then(Value::as_bool));
             assert_eq!(Some(m.prefix.as_ref()), str_of(&o, "prefix"));

@@ -277,7 +277,7 @@ pub fn writer_round_trip(ev: &pgrepl::wal2json::Event<'_>) {
     | pgrepl::wal2json::Event::Delete(c) = &mut want
     {
         for k in &mut c.identity {
-            (k.optional, k.position, k.default) = (None, None, None);
+            (k.optional, k.position, k.default) = (None, None, pgrepl::wal2json::Nullable::Absent);
         }
     }
     let mut d = pgrepl::wal2json::Decoder::new();
