@@ -1003,8 +1003,15 @@ UAPa9q/p4Yj0aOfnlRW/HcGJRAQ=
             let n = s.read(&mut got).await.unwrap();
             got.truncate(n);
             s.write_all(reply).await.unwrap();
-            // Keep the socket open a moment so that the client sees what was written before EOF.
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            // Then EOF, after the reply (a client that waits for more must see the end), and everything the
+            // client sends read until it closes, so that closing never resets a connection with unread bytes
+            // (a reset may discard the reply before the client has read it). Not "keep the socket open for
+            // 200 ms", which a slow client could outlast.
+            s.shutdown().await.unwrap();
+            tokio::spawn(async move {
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(60), s.read_to_end(&mut rest)).await;
+            });
             got
         });
         let c = cfg(&format!("host=127.0.0.1 port={port} {conninfo}"));

@@ -53,7 +53,12 @@ async fn read_txns(s: &mut ChangeStream, n: usize) -> Vec<Vec<i64>> {
 async fn typed_inserts_and_acknowledged_commits() {
     let c = TempCluster::start(ClusterOptions::default()).unwrap();
     c.psql("postgres", "CREATE TABLE t(id bigint PRIMARY KEY, name text)").unwrap();
-    let mut s = ChangeStream::connect(cfg(&c, "typed").create_slot(true)).await.unwrap();
+    // The idle advance off: with it, a keepalive whose walEnd is past the last commit (any WAL written after
+    // it, a checkpoint's or autovacuum's, at whatever moment the machine gets to it) is confirmed too, and the
+    // slot would be exactly the acknowledgement only when no such WAL came in time.
+    let mut config = cfg(&c, "typed").create_slot(true);
+    config.stream.idle_advance = false;
+    let mut s = ChangeStream::connect(config).await.unwrap();
     c.psql("postgres", "INSERT INTO t VALUES (1, 'a'), (2, 'b'); INSERT INTO t VALUES (3, E'c\\n\"q\"')").unwrap();
     let txns = read_txns(&mut s, 2).await;
     assert_eq!(txns, vec![vec![1, 2], vec![3]]);

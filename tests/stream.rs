@@ -216,7 +216,8 @@ async fn an_idle_slot_advances_while_another_database_writes() {
         assert!(stream.try_next().is_none(), "no change of database postgres expected");
     }
     let written = Lsn::parse(c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap().trim()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // (a deadline that only a stream that never advances reaches, whatever the machine's speed or load)
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let confirmed = slot_lsn(&c, "idle", "confirmed_flush_lsn");
         if confirmed >= written {
@@ -235,8 +236,16 @@ async fn an_idle_slot_advances_while_another_database_writes() {
     let stream = client.start_replication("idle", Lsn::INVALID, &v2(), cfg).await.unwrap();
     for _ in 0..5 {
         c.psql("other", "INSERT INTO busy(v) SELECT 'x' FROM generate_series(1, 200)").unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // Not a fixed wait, which a slow machine may end before any keepalive came: until the stream has received
+    // a keepalive past the writes (what the idle advance would have confirmed), then the final status update.
+    let written = Lsn::parse(c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap().trim()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while stream.server_wal_end() < written {
+        assert!(Instant::now() < deadline, "no keepalive past {written}: {}", stream.server_wal_end());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stream.reported_flush() <= before, "{} reported with the idle advance off", stream.reported_flush());
     stream.stop().await.unwrap();
     assert_eq!(slot_lsn(&c, "idle", "confirmed_flush_lsn"), before);
 }
