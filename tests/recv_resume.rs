@@ -1,0 +1,164 @@
+//! `pgrepl recv` when the connection is lost in the middle of a transaction: the server sends the whole
+//! transaction again after the reconnect, and `recv` writes only the part it had not written, so the output holds
+//! it once — to a regular file (with its state file) and to standard output (no state file).
+//!
+//! Each round writes one large transaction and terminates the walsender once the output shows its first rows but
+//! not its commit; a round whose transaction was out before the termination landed does not count, and rounds go
+//! on until three interruptions landed (the log says so: "the interrupted transaction comes again").
+#![cfg(feature = "cluster")]
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pgrepl::cluster::{ClusterOptions, TempCluster};
+
+const PGREPL: &str = env!("CARGO_BIN_EXE_pgrepl");
+const ROWS: i64 = 60_000;
+
+/// Lines of `path` from byte `from` on (complete lines only), and the offset after them.
+fn new_lines(path: &Path, from: u64) -> (Vec<String>, u64) {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(_) => return (vec![], from),
+    };
+    f.seek(SeekFrom::Start(from)).unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    let end = s.rfind('\n').map_or(0, |i| i + 1);
+    (s[..end].lines().map(str::to_string).collect(), from + end as u64)
+}
+
+fn action(line: &str) -> &str {
+    let at = line.find("\"action\":\"").expect("a format 2 object") + 10;
+    &line[at..at + 1]
+}
+
+/// The `id` of an insert line (`"columns":[{"name":"id","type":"integer","value":N}`…).
+fn id(line: &str) -> i64 {
+    let at = line.find("\"value\":").expect("an insert with values") + 8;
+    let rest = &line[at..];
+    rest[..rest.find([',', '}']).unwrap()].parse().unwrap()
+}
+
+fn terminate_walsender(c: &TempCluster, slot: &str) -> bool {
+    let q = format!(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{slot}' AND active_pid \
+         IS NOT NULL"
+    );
+    c.psql("postgres", &q).unwrap().trim() == "t"
+}
+
+fn run_rounds(c: &TempCluster, slot: &str, file_arg: &str, out: &Path, log: &Path) {
+    c.psql("postgres", &format!("SELECT pg_create_logical_replication_slot('{slot}', 'wal2json')")).unwrap();
+    let mut args = vec![
+        "recv".to_string(),
+        "-v".into(),
+        "-d".into(),
+        c.conninfo(c.superuser(), "postgres"),
+        "-S".into(),
+        slot.into(),
+        "--start".into(),
+        "-f".into(),
+        file_arg.into(),
+        "-s".into(),
+        "1".into(),
+        "-F".into(),
+        "0".into(),
+    ];
+    for o in ["format-version=2", "include-xids=1"] {
+        args.extend(["-o".to_string(), o.to_string()]);
+    }
+    let stdout = if file_arg == "-" { Stdio::from(File::create(out).unwrap()) } else { Stdio::null() };
+    let mut child: Child = Command::new(PGREPL)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let log_text = || fs::read_to_string(log).unwrap_or_default();
+    let mut offset = 0;
+    let mut lines: Vec<String> = vec![];
+    let mut interrupted = 0;
+    let mut round = 0i64;
+    // until three interruptions landed (the log says so), or 30 rounds: then the output is checked first
+    while interrupted < 3 && round < 30 {
+        round += 1;
+        let first = round * 1_000_000;
+        c.psql(
+            "postgres",
+            &format!("INSERT INTO big SELECT g, repeat('x', 40) FROM generate_series({first}, {}) g", first + ROWS - 1),
+        )
+        .unwrap();
+        // wait for the transaction's first rows, then cut the connection unless its commit is out already
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut cut = false;
+        let mut seen_first = false;
+        loop {
+            assert!(child.try_wait().unwrap().is_none(), "recv exited; log:\n{}", log_text());
+            let (more, next) = new_lines(out, offset);
+            offset = next;
+            let first_row = format!("\"value\":{first}}}");
+            seen_first = seen_first || more.iter().any(|l| l.contains(&first_row));
+            let committed = seen_first && more.last().is_some_and(|l| action(l) == "C");
+            lines.extend(more);
+            if committed {
+                break;
+            }
+            if !cut && seen_first {
+                cut = terminate_walsender(c, slot);
+            }
+            assert!(Instant::now() < deadline, "round {round} never committed; log:\n{}", log_text());
+            thread::sleep(Duration::from_millis(1));
+        }
+        let landed = log_text().matches("the interrupted transaction comes again").count();
+        if cut && landed > interrupted {
+            interrupted = landed;
+        }
+    }
+    // stop cleanly
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "recv exit {status}; log:\n{}", log_text());
+    let (more, _) = new_lines(out, offset);
+    lines.extend(more);
+
+    // every transaction whole and once: B, its ROWS inserts in order, C
+    let mut txns = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        assert_eq!(action(&lines[i]), "B", "line {i}: {}", lines[i]);
+        let first = id(&lines[i + 1]);
+        for k in 0..ROWS {
+            let l = &lines[i + 1 + k as usize];
+            assert_eq!((action(l), id(l)), ("I", first + k), "line {}", i + 1 + k as usize);
+        }
+        assert_eq!(action(&lines[i + 1 + ROWS as usize]), "C");
+        assert_eq!(first, (txns + 1) * 1_000_000, "transactions in commit order, none twice, none missing");
+        txns += 1;
+        i += ROWS as usize + 2;
+    }
+    assert_eq!(txns, round, "every round's transaction in the output");
+    assert!(interrupted >= 3, "{round} rounds and only {interrupted} interruptions landed; log:\n{}", log_text());
+    eprintln!(
+        "{slot}: {txns} transactions of {ROWS} rows, {interrupted} interrupted and resumed, each once in the output"
+    );
+}
+
+#[test]
+fn a_transaction_cut_by_a_lost_connection_is_written_once_to_a_file_and_to_stdout() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql("postgres", "CREATE TABLE big(id bigint, pad text)").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.jsonl");
+    run_rounds(&c, "resume_file", file.to_str().unwrap(), &file, &dir.path().join("file.log"));
+    assert!(dir.path().join("out.jsonl.pgrepl-state").exists(), "a regular file has its state file");
+    c.psql("postgres", "TRUNCATE big").unwrap();
+    let piped = dir.path().join("stdout.jsonl");
+    run_rounds(&c, "resume_stdout", "-", &piped, &dir.path().join("stdout.log"));
+}
