@@ -39,10 +39,11 @@ use crate::client::Client;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lsn::Lsn;
+use crate::plugin::{Boundary, OutputPlugin, Wal2json};
 use crate::proto::commands::{quote_sql_literal, CreateSlot, SnapshotAction};
 use crate::proto::replication::XLogData;
 use crate::stream::{ReplicationStream, StreamConfig};
-use crate::wal2json::{self, AnyDecoder, Boundary, Event, Events};
+use crate::wal2json::{AnyDecoder, Event, Events};
 
 /// Something the stream did that the application may want to know (reconnects, replays, slot state).
 #[derive(Debug, Clone)]
@@ -395,8 +396,9 @@ impl ChangeStream {
             }
         }
         let start = self.acked;
-        let stream =
-            client.start_replication(&self.cfg.slot, start, &self.cfg.options, self.cfg.stream.clone()).await?;
+        let stream = client
+            .start_replication(&self.cfg.slot, &Wal2json, start, &self.cfg.options, self.cfg.stream.clone())
+            .await?;
         self.emit(StreamEvent::Started { start });
         Ok(stream)
     }
@@ -465,19 +467,20 @@ impl ChangeStream {
                 }
                 Err(e) => return Err(e),
             };
-            let b = wal2json::boundary_after(&x.data)?;
+            // classified once, by the stream task, with wal2json's rules
+            let b = x.boundary;
             if self.is_replay(&x, b)? {
                 continue;
             }
-            if b == Boundary::Standalone && self.is_heartbeat(&x)? {
+            if b == Boundary::Whole && self.is_heartbeat(&x)? {
                 self.heartbeat_pending = self.heartbeat_pending.max(x.wal_start);
                 self.ack_heartbeat();
                 continue;
             }
             match b {
                 Boundary::Begin => self.open = true,
-                Boundary::Commit => self.open = false,
-                Boundary::Inside | Boundary::Standalone => {}
+                Boundary::End => self.open = false,
+                Boundary::Inside | Boundary::Whole => {}
             }
             if !self.open {
                 end = self.end_lsn(&x, b)?;
@@ -523,7 +526,7 @@ impl ChangeStream {
             return Ok(false);
         }
         if self.skipping {
-            if matches!(b, Boundary::Commit) {
+            if matches!(b, Boundary::End) {
                 self.skipping = false;
             }
             return Ok(true);
@@ -547,12 +550,12 @@ impl ChangeStream {
                 Ok(false)
             }
             // a whole format 1 transaction or a non-transactional message: its own LSN
-            Boundary::Commit | Boundary::Standalone => {
+            Boundary::End | Boundary::Whole => {
                 let at = self.end_lsn(x, b)?;
                 if at.is_invalid() || at > self.acked {
                     return Ok(false);
                 }
-                if matches!(b, Boundary::Commit) {
+                if matches!(b, Boundary::End) {
                     self.emit(StreamEvent::ReplayDropped { commit_lsn: at });
                 }
                 Ok(true)
@@ -567,19 +570,7 @@ impl ChangeStream {
     /// LSN would have the server send it again, and would take a later-committed transaction that began before
     /// it for a replay.
     fn end_lsn(&mut self, x: &XLogData, b: Boundary) -> Result<Lsn> {
-        // a whole format-1 document: `{…}`, neither format 2 (`{"action":…}`) nor a chunk (`{…[`, `]}`)
-        let t = x.data.trim_ascii();
-        let whole_v1 = t.first() == Some(&b'{') && t.last() == Some(&b'}') && !t.starts_with(b"{\"action\"");
-        if b != Boundary::Commit || !whole_v1 {
-            return Ok(x.wal_start);
-        }
-        self.probe.reset();
-        let mut next = None;
-        if let Some(Ok(Event::Begin(t))) = self.probe.feed(&x.data)?.next() {
-            next = t.next_lsn;
-        }
-        self.probe.reset();
-        Ok(next.unwrap_or(x.wal_start))
+        Ok(if b == Boundary::End { Wal2json.commit_lsn(&x.data, x.wal_start) } else { x.wal_start })
     }
 
     /// Acknowledge everything up to `lsn` (a transaction's commit LSN once it is stored). Monotonic.

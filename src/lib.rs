@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod lsn;
+pub mod plugin;
 pub mod proto;
 pub mod stream;
 #[cfg(feature = "tls")]

@@ -13,7 +13,8 @@
 //! let cfg = Config::from_str_with_std_env("dbname=postgres replication=database")?;
 //! let client = Client::connect(&cfg).await?;
 //! let opts = vec![("format-version".to_string(), Some("2".to_string()))];
-//! let mut stream = client.start_replication("my_slot", Lsn::INVALID, &opts, StreamConfig::default()).await?;
+//! let mut stream =
+//!     client.start_replication("my_slot", &pgrepl::plugin::Wal2json, Lsn::INVALID, &opts, StreamConfig::default()).await?;
 //! while let Some(msg) = stream.next().await? {
 //!     println!("{}: {}", msg.wal_start, String::from_utf8_lossy(&msg.data));
 //!     stream.ack(msg.wal_start); // after the change is stored durably
@@ -34,78 +35,13 @@ use tokio::task::JoinHandle;
 use crate::client::{Client, Conn, Socket};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::plugin::{OutputPlugin, TxnClassifier};
 use crate::proto::backend::BackendMessage;
 use crate::proto::commands;
-use crate::proto::feedback::{Boundary, Delivery, FeedbackConfig, FeedbackState};
+use crate::proto::feedback::{Delivery, FeedbackConfig, FeedbackState};
 use crate::proto::frontend;
 use crate::proto::replication::{to_pg_micros, ReplicationMessage, StatusUpdate, XLogData};
 use crate::proto::startup::SessionInfo;
-
-/// Decides where each XLogData message sits in a transaction, for the end position and the idle advance.
-pub trait TxnClassifier: Send + 'static {
-    /// Classify one payload.
-    fn classify(&mut self, payload: &[u8]) -> Boundary;
-}
-
-/// Every message is a unit by itself (an output plugin whose messages are whole transactions).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct WholeMessages;
-
-impl TxnClassifier for WholeMessages {
-    fn classify(&mut self, _: &[u8]) -> Boundary {
-        Boundary::Whole
-    }
-}
-
-/// wal2json in any format: format 2 `B`/`C` actions, format-1 whole documents, format-1 write-in-chunks
-/// sequences (`{"xid":…,"change":[` … `]}`). Looks at the first and last bytes of each payload, and for a
-/// payload that is neither format 2 with `action` first nor a chunk, at its top-level keys
-/// ([`wal2json::boundary_after`](crate::wal2json::boundary_after)).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Wal2jsonClassifier {
-    in_chunked_txn: bool,
-}
-
-impl TxnClassifier for Wal2jsonClassifier {
-    fn classify(&mut self, p: &[u8]) -> Boundary {
-        let t = p.trim_ascii();
-        if t.starts_with(b"{\"action\":\"B\"") {
-            return Boundary::Begin;
-        }
-        if t.starts_with(b"{\"action\":\"C\"") {
-            return Boundary::End;
-        }
-        if t.starts_with(b"{\"action\":") {
-            // I/U/D/T/M: inside an open transaction; a non-transactional message is whole by itself.
-            return Boundary::Inside;
-        }
-        if self.in_chunked_txn {
-            // "]}" (or "\n]\n}" pretty-printed) closes a chunked transaction
-            let compact: Vec<u8> = t.iter().copied().filter(|b| !b.is_ascii_whitespace()).take(3).collect();
-            if compact == b"]}" {
-                self.in_chunked_txn = false;
-                return Boundary::End;
-            }
-            return Boundary::Inside;
-        }
-        if t.first() == Some(&b'{') && t.last() == Some(&b'[') {
-            self.in_chunked_txn = true;
-            return Boundary::Begin;
-        }
-        // A format 1 document is whole; format 2 with its keys in another order than wal2json's (another
-        // producer of the same JSON) is told by the general detection, which walks the top-level keys.
-        use crate::wal2json::{boundary_after, Boundary as W, Format};
-        if Format::detect(t).ok() != Some(Format::V2) {
-            return Boundary::Whole;
-        }
-        match boundary_after(t) {
-            Ok(W::Begin) => Boundary::Begin,
-            Ok(W::Inside) => Boundary::Inside,
-            Ok(W::Commit) => Boundary::End,
-            Ok(W::Standalone) | Err(_) => Boundary::Whole,
-        }
-    }
-}
 
 /// Settings of a replication stream.
 #[derive(Debug, Clone)]
@@ -202,18 +138,21 @@ pub struct ReplicationStream {
 }
 
 impl Client {
-    /// START_REPLICATION SLOT `slot` LOGICAL `start` with plugin options; classifies transactions for wal2json.
+    /// START_REPLICATION SLOT `slot` LOGICAL `start` with plugin options. `plugin` is the slot's output plugin
+    /// ([`crate::plugin::by_name`] of `pg_replication_slots.plugin`): its rules place each payload in its
+    /// transaction ([`XLogData::boundary`]), for the end position and the idle advance.
     pub async fn start_replication(
         self,
         slot: &str,
+        plugin: &dyn OutputPlugin,
         start: Lsn,
         options: &[(String, Option<String>)],
         cfg: StreamConfig,
     ) -> Result<ReplicationStream> {
-        self.start_replication_with(slot, start, options, cfg, Wal2jsonClassifier::default()).await
+        self.start_replication_with(slot, start, options, cfg, plugin.tracker()).await
     }
 
-    /// [`Client::start_replication`] with a custom transaction classifier.
+    /// [`Client::start_replication`] with a transaction classifier of the caller's.
     pub async fn start_replication_with<C: TxnClassifier>(
         mut self,
         slot: &str,
@@ -1007,11 +946,11 @@ impl<C: TxnClassifier> StreamTask<C> {
     fn handle_now(&mut self, msg: BackendMessage) -> Result<Pending> {
         match msg {
             BackendMessage::CopyData(p) => match ReplicationMessage::parse(p)? {
-                ReplicationMessage::XLogData(x) => {
+                ReplicationMessage::XLogData(mut x) => {
                     self.shared.received.fetch_max(x.wal_end.0, Ordering::AcqRel);
-                    let b = self.classifier.classify(&x.data);
+                    x.boundary = self.classifier.classify(&x.data);
                     self.sync_acks();
-                    if self.state.on_xlogdata(&x, b) == Delivery::Stop {
+                    if self.state.on_xlogdata(&x, x.boundary) == Delivery::Stop {
                         // past the end position: not delivered, not acknowledged, sent again next time
                         self.end_delivery();
                         return Ok(Pending::Nothing);
@@ -1357,27 +1296,5 @@ mod tests {
         c.pause(&sock);
         assert!(!c.on && !locked(s));
         assert_eq!(lowat(s), 1);
-    }
-
-    #[test]
-    fn classifies_wal2json() {
-        let mut c = Wal2jsonClassifier::default();
-        assert_eq!(c.classify(br#"{"action":"B","xid":1}"#), Boundary::Begin);
-        assert_eq!(c.classify(br#"{"action":"I","table":"t"}"#), Boundary::Inside);
-        assert_eq!(c.classify(br#"{"action":"C","xid":1}"#), Boundary::End);
-        assert_eq!(c.classify(br#"{"xid":1,"change":[]}"#), Boundary::Whole);
-        assert_eq!(c.classify(b"{\n\t\"xid\": 1,\n\t\"change\": [\n\t]\n}"), Boundary::Whole);
-        assert_eq!(c.classify(br#"{"xid":1,"change":["#), Boundary::Begin);
-        assert_eq!(c.classify(br#"{"kind":"insert"}"#), Boundary::Inside);
-        assert_eq!(c.classify(br#",{"kind":"insert"}"#), Boundary::Inside);
-        assert_eq!(c.classify(b"]}"), Boundary::End);
-        assert_eq!(c.classify(br#"{"change":[{"kind":"message"}]}"#), Boundary::Whole);
-        assert_eq!(c.classify(br#"{"xid":7,"change":[{"kind":"insert"}]}"#), Boundary::Whole);
-        // keys in another order than wal2json's
-        assert_eq!(c.classify(br#"{"xid":1,"action":"B"}"#), Boundary::Begin);
-        assert_eq!(c.classify(br#"{"xid":1, "table":"t", "action":"I"}"#), Boundary::Inside);
-        assert_eq!(c.classify(br#"{"lsn":"0/1","action":"C"}"#), Boundary::End);
-        assert_eq!(c.classify(br#"{"transactional":false,"action":"M","xid":null}"#), Boundary::Whole);
-        assert_eq!(c.classify(b"not json"), Boundary::Whole);
     }
 }

@@ -376,7 +376,15 @@ async fn invalid_slot_names_are_refused_before_anything_is_sent() {
         assert_invalid_slot_name(name, "READ_REPLICATION_SLOT", &e);
         // START_REPLICATION takes the connection: one of its own, left unused
         let other = Client::connect(&cfg).await.unwrap();
-        let Err(e) = other.start_replication(name, pgrepl::Lsn(0), &[], pgrepl::stream::StreamConfig::default()).await
+        let Err(e) = other
+            .start_replication(
+                name,
+                &pgrepl::plugin::Wal2json,
+                pgrepl::Lsn(0),
+                &[],
+                pgrepl::stream::StreamConfig::default(),
+            )
+            .await
         else {
             panic!("START_REPLICATION {name:?} started")
         };

@@ -724,7 +724,7 @@ async fn replication_case(payload: Vec<u8>) -> pgrepl::Error {
     let client = Client::connect(&fake_config(server.port, "replication=database")).await.unwrap();
     let cfg = StreamConfig { adapt_to_sender_timeout: false, ..Default::default() };
     let t = Instant::now();
-    let mut stream = client.start_replication("s", Lsn::INVALID, &[], cfg).await.unwrap();
+    let mut stream = client.start_replication("s", &pgrepl::plugin::Wal2json, Lsn::INVALID, &[], cfg).await.unwrap();
     let r = tokio::time::timeout(FAST, stream.next()).await.expect("stream.next() hung");
     assert!(t.elapsed() < FAST);
     let e = match r {
@@ -795,7 +795,7 @@ async fn replication_well_formed_messages_pass() {
     .await;
     let client = Client::connect(&fake_config(server.port, "replication=database")).await.unwrap();
     let cfg = StreamConfig { adapt_to_sender_timeout: false, ..Default::default() };
-    let mut stream = client.start_replication("s", Lsn::INVALID, &[], cfg).await.unwrap();
+    let mut stream = client.start_replication("s", &pgrepl::plugin::Wal2json, Lsn::INVALID, &[], cfg).await.unwrap();
     let x = tokio::time::timeout(FAST, stream.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(x.wal_start, Lsn(0x20));
     assert_eq!(&x.data[..], b"{\"action\":\"M\"}");
@@ -847,7 +847,7 @@ async fn huge_claimed_lengths_stay_small() {
     .await;
     let client = Client::connect(&fake_config(server.port, "")).await.unwrap();
     let cfg = StreamConfig { adapt_to_sender_timeout: false, ..Default::default() };
-    let mut stream = client.start_replication("s", Lsn::INVALID, &[], cfg).await.unwrap();
+    let mut stream = client.start_replication("s", &pgrepl::plugin::Wal2json, Lsn::INVALID, &[], cfg).await.unwrap();
     let e = tokio::time::timeout(FAST, stream.next()).await.unwrap().expect_err("truncated CopyData");
     assert!(matches!(e.kind(), ErrorKind::Closed | ErrorKind::Io), "{e}");
     drop(stream);

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 
 use pgrepl::config::{Config, Host};
 use pgrepl::proto::backend::{BackendMessage, Decoder};
+use pgrepl::proto::feedback::Boundary;
 use pgrepl::proto::frontend;
 use pgrepl::proto::replication::{Keepalive, ReplicationMessage, StatusUpdate, XLogData};
 use pgrepl::Lsn;
@@ -238,7 +239,7 @@ proptest! {
     /// → `ReplicationMessage::parse`.
     #[test]
     fn replication_payloads_round_trip(start: u64, end: u64, t: i64, data in proptest::collection::vec(any::<u8>(), 0..300), reply: bool) {
-        let x = XLogData { wal_start: Lsn(start), wal_end: Lsn(end), server_time: t, data: Bytes::from(data) };
+        let x = XLogData { wal_start: Lsn(start), wal_end: Lsn(end), server_time: t, data: Bytes::from(data), boundary: Boundary::Whole };
         let k = Keepalive { wal_end: Lsn(end), server_time: t, reply_requested: reply };
         let mut wire = BytesMut::new();
         // the session is past startup (CopyData is refused before the first ReadyForQuery)
@@ -378,7 +379,13 @@ fn synthetic_transcript() -> Vec<u8> {
             "{{\"action\":\"I\",\"xid\":{i},\"table\":\"t\",\"columns\":[{{\"name\":\"v\",\"value\":\"{}\"}}]}}",
             "x".repeat((i * 37 % 900) as usize)
         );
-        let x = XLogData { wal_start: Lsn(lsn), wal_end: Lsn(lsn + 8), server_time: i as i64, data: Bytes::from(body) };
+        let x = XLogData {
+            wal_start: Lsn(lsn),
+            wal_end: Lsn(lsn + 8),
+            server_time: i as i64,
+            data: Bytes::from(body),
+            boundary: Boundary::Whole,
+        };
         t.extend(backend_frame(b'd', &xlogdata_payload(&x)));
     }
     t.extend(backend_frame(b'c', b""));
@@ -439,7 +446,7 @@ proptest! {
             let p = if *keep {
                 keepalive_payload(&Keepalive { wal_end: Lsn(*lsn), server_time: 1, reply_requested: data.len() % 2 == 0 })
             } else {
-                xlogdata_payload(&XLogData { wal_start: Lsn(*lsn), wal_end: Lsn(*lsn), server_time: 1, data: Bytes::from(data.clone()) })
+                xlogdata_payload(&XLogData { wal_start: Lsn(*lsn), wal_end: Lsn(*lsn), server_time: 1, data: Bytes::from(data.clone()), boundary: Boundary::Whole })
             };
             t.extend(backend_frame(b'd', &p));
             want.push(p);

@@ -79,7 +79,10 @@ async fn a_bulk_stream_reuses_its_read_buffer() {
         .unwrap();
     }
     let options = vec![("format-version".to_string(), Some("2".to_string()))];
-    let mut stream = client.start_replication("bulk", Lsn::INVALID, &options, StreamConfig::default()).await.unwrap();
+    let mut stream = client
+        .start_replication("bulk", &pgrepl::plugin::Wal2json, Lsn::INVALID, &options, StreamConfig::default())
+        .await
+        .unwrap();
     let before = large_allocs();
     let (mut inserts, mut commits, mut bytes) = (0usize, 0usize, 0usize);
     while commits < 20 {

@@ -313,3 +313,39 @@ fn json_output_is_the_same_changes_from_formats_1_chunks_and_2() {
     assert_eq!(v1, v2, "format 1 and format 2 give different changes");
     assert_eq!(chunks, v2, "format 1 in chunks and format 2 give different changes");
 }
+
+/// `-E` inside a large transaction of a test_decoding slot: the transaction is delivered whole and nothing after
+/// it. The slot's plugin comes from the server (no `-P` with `--start`), and its rules (`BEGIN` … `COMMIT`) say
+/// where transactions end; wal2json's rules made every test_decoding line a unit of its own, and the stream
+/// stopped inside the transaction.
+#[test]
+fn an_end_position_inside_a_test_decoding_transaction_delivers_it_whole() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql("postgres", "CREATE TABLE big(id int)").unwrap();
+    let mut create = Command::new(PGREPL);
+    create.arg("recv").args(conn_args(&c)).args(["-S", "td", "--create-slot", "-P", "test_decoding"]);
+    ok(&run(&mut create));
+    c.psql("postgres", "INSERT INTO big SELECT generate_series(1, 5000)").unwrap();
+    c.psql("postgres", "INSERT INTO big VALUES (-1)").unwrap();
+    // the LSN of the 2500th row, from the slot itself (peeking does not consume)
+    let peek = c
+        .psql(
+            "postgres",
+            "SELECT lsn FROM pg_logical_slot_peek_changes('td', NULL, NULL) WHERE data LIKE '%id[integer]:2500'",
+        )
+        .unwrap();
+    let mid = peek.trim().to_string();
+    assert!(pgrepl::Lsn::parse(&mid).is_ok(), "{peek:?}");
+    let mut recv = Command::new(PGREPL);
+    recv.arg("recv").args(conn_args(&c)).args(["-S", "td", "--start", "-E", &mid, "-f", "-", "-n"]);
+    let out = run(&mut recv);
+    ok(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("BEGIN")), "{:?}", &lines[..lines.len().min(3)]);
+    assert!(lines.last().is_some_and(|l| l.starts_with("COMMIT")), "{:?}", &lines[lines.len().saturating_sub(3)..]);
+    assert_eq!(lines.len(), 5002, "BEGIN, the 5000 rows, COMMIT; not the transaction after it");
+    for (i, l) in lines[1..5001].iter().enumerate() {
+        assert!(l.ends_with(&format!("id[integer]:{}", i + 1)), "line {}: {l}", i + 1);
+    }
+}

@@ -879,7 +879,10 @@ async fn replication_stream_over_tls() {
     }
     let opts = vec![("format-version".to_string(), Some("2".to_string()))];
     let cfg = StreamConfig { status_interval: Duration::from_millis(200), ..Default::default() };
-    let mut stream = client.start_replication("tls_slot", info.consistent_point, &opts, cfg).await.unwrap();
+    let mut stream = client
+        .start_replication("tls_slot", &pgrepl::plugin::Wal2json, info.consistent_point, &opts, cfg)
+        .await
+        .unwrap();
     let (mut inserts, mut commits, mut last_commit) = (0, 0, Lsn::INVALID);
     while commits < 3 {
         let msg = tokio::time::timeout(Duration::from_secs(20), stream.next()).await.unwrap().unwrap().unwrap();
@@ -936,7 +939,7 @@ async fn a_small_transaction_after_a_bulk_one_arrives_over_tls() {
         .unwrap();
     let opts = vec![("format-version".to_string(), Some("2".to_string()))];
     let cfg = StreamConfig { coalesce_reads: true, ..Default::default() };
-    let mut stream = client.start_replication("bulk", start, &opts, cfg).await.unwrap();
+    let mut stream = client.start_replication("bulk", &pgrepl::plugin::Wal2json, start, &opts, cfg).await.unwrap();
     let mut next =
         async || tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
     let mut inserts = 0;

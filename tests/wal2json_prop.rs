@@ -863,7 +863,7 @@ proptest! {
             let fmt = Format::detect(c).unwrap();
             prop_assert!(matches!(fmt, Format::V1Chunk(_)), "{:?} {}", fmt, String::from_utf8_lossy(c));
             let b = boundary_after(c).unwrap();
-            prop_assert_eq!(b, if i == 0 { Boundary::Begin } else if i + 1 == chunks.len() { Boundary::Commit } else { Boundary::Inside });
+            prop_assert_eq!(b, if i == 0 { Boundary::Begin } else if i + 1 == chunks.len() { Boundary::End } else { Boundary::Inside });
             for ev in d.feed(c).map_err(|e| TestCaseError::fail(format!("{e}\n{}", show(&chunks))))? {
                 got.push(ev.map_err(|e| TestCaseError::fail(format!("{e}\n{}", show(&chunks))))?.into_owned());
             }

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use pgrepl::proto::backend::{BackendMessage, Decoder};
 use pgrepl::proto::replication::{ReplicationMessage, StatusUpdate};
-use pgrepl::stream::{TxnClassifier, Wal2jsonClassifier};
+use pgrepl::plugin::{TxnClassifier, Wal2jsonTracker};
 
 fuzz_target!(|data: &[u8]| {
     let payload = Bytes::copy_from_slice(data);
@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => assert!(data.len() != StatusUpdate::LEN || data[0] != b'r'),
     }
 
-    let mut c = Wal2jsonClassifier::default();
+    let mut c = Wal2jsonTracker::default();
     for part in data.split(|&b| b == 0) {
         let _ = c.classify(part);
     }

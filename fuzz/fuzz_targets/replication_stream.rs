@@ -3,7 +3,7 @@
 //! input.
 //!
 //! Input: byte 0 = flags (bit 0: idle advance; bit 1: an end position; bit 2: status interval 0; bit 3: classify
-//! payloads with `Wal2jsonClassifier`, else their first byte picks the boundary), 8 bytes start LSN, 8 bytes end
+//! payloads with `Wal2jsonTracker`, else their first byte picks the boundary), 8 bytes start LSN, 8 bytes end
 //! LSN, a control length and that many control bytes (cycled: each picks a read size, an action — ack the last
 //! delivered message, ack everything received, ack an LSN below it, advance the clock), then the server's bytes.
 //!
@@ -27,7 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use pgrepl::proto::backend::{BackendMessage, Decoder};
 use pgrepl::proto::feedback::{Boundary, Delivery, FeedbackConfig, FeedbackState};
 use pgrepl::proto::replication::ReplicationMessage;
-use pgrepl::stream::{TxnClassifier, Wal2jsonClassifier};
+use pgrepl::plugin::{TxnClassifier, Wal2jsonTracker};
 use pgrepl::Lsn;
 use pgrepl_fuzz::Input;
 
@@ -149,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
         max_keepalive_end: None,
         first_discarded: None,
     };
-    let mut classifier = Wal2jsonClassifier::default();
+    let mut classifier = Wal2jsonTracker::default();
     let base = Instant::now();
     let mut now = Duration::ZERO;
 

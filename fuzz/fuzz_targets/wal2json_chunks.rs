@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
             (Some(Format::V1Chunk(ChunkKind::End)), Ok(events)) => {
                 assert!(!chunked.in_transaction());
                 assert!(matches!(events.as_slice(), [Event::Commit(_)]));
-                assert_eq!(observed.as_ref().ok(), Some(&Boundary::Commit));
+                assert_eq!(observed.as_ref().ok(), Some(&Boundary::End));
                 if let Some((mut doc, mut evs, _, json)) = txn.take() {
                     doc.extend_from_slice(p);
                     evs.extend(events.iter().cloned());

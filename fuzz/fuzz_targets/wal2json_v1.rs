@@ -28,14 +28,14 @@ fuzz_target!(|data: &[u8]| {
     assert!(!any.in_transaction());
     match events.as_slice() {
         [Event::Message(m)] if !m.transactional => {
-            assert_eq!(boundary_after(data).ok(), Some(Boundary::Standalone));
+            assert_eq!(boundary_after(data).ok(), Some(Boundary::Whole));
         }
         [Event::Begin(b), changes @ .., Event::Commit(c)] => {
             assert_eq!(b.xid, c.xid);
             for ch in changes {
                 assert!(!matches!(ch, Event::Begin(_) | Event::Commit(_)), "nested transaction: {events:?}");
             }
-            assert_eq!(boundary_after(data).ok(), Some(Boundary::Commit));
+            assert_eq!(boundary_after(data).ok(), Some(Boundary::End));
         }
         other => panic!("a document decoded to {other:?}"),
     }

@@ -20,16 +20,18 @@ use std::time::{Duration, Instant};
 use super::replication::{Keepalive, StatusUpdate, XLogData};
 use crate::lsn::Lsn;
 
-/// Where an XLogData message sits in a transaction (decided by the output plugin's format).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an XLogData message sits in a transaction, as its output plugin's rules say ([`crate::plugin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Boundary {
-    /// Opens a transaction (wal2json format 2 `B`, the first chunk of a format-1 write-in-chunks transaction).
+    /// Opens a transaction (wal2json format 2 `B`, the first chunk of a format-1 write-in-chunks transaction,
+    /// test_decoding's `BEGIN`).
     Begin,
     /// Inside an open transaction.
     Inside,
-    /// Closes a transaction (format 2 `C`, the last chunk).
+    /// Closes a transaction (wal2json format 2 `C`, the last chunk, a whole format-1 document; `COMMIT`).
     End,
-    /// A whole unit by itself (a format-1 document, a non-transactional message, an unknown plugin's message).
+    /// A whole unit by itself, outside any transaction (a non-transactional message, an unknown plugin's
+    /// message).
     Whole,
 }
 
@@ -284,7 +286,13 @@ mod tests {
     use bytes::Bytes;
 
     fn x(start: u64) -> XLogData {
-        XLogData { wal_start: Lsn(start), wal_end: Lsn(start), server_time: 0, data: Bytes::new() }
+        XLogData {
+            wal_start: Lsn(start),
+            wal_end: Lsn(start),
+            server_time: 0,
+            data: Bytes::new(),
+            boundary: Boundary::Whole,
+        }
     }
     fn k(end: u64, reply: bool) -> Keepalive {
         Keepalive { wal_end: Lsn(end), server_time: 0, reply_requested: reply }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::cursor::Cursor;
+use super::feedback::Boundary;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 
@@ -43,6 +44,9 @@ pub struct XLogData {
     pub server_time: i64,
     /// The payload, zero-copy.
     pub data: Bytes,
+    /// Where the payload sits in a transaction, by its output plugin's rules ([`crate::plugin`]): set by the
+    /// stream, once, as the payload arrives; [`Boundary::Whole`] as parsed.
+    pub boundary: Boundary,
 }
 
 /// Primary keepalive.
@@ -79,7 +83,13 @@ impl ReplicationMessage {
                 let wal_end = Lsn(c.u64()?);
                 let server_time = c.i64()?;
                 let data = c.rest();
-                Ok(ReplicationMessage::XLogData(XLogData { wal_start, wal_end, server_time, data }))
+                Ok(ReplicationMessage::XLogData(XLogData {
+                    wal_start,
+                    wal_end,
+                    server_time,
+                    data,
+                    boundary: Boundary::Whole,
+                }))
             }
             b'k' => {
                 if payload.len() != 18 {
@@ -169,7 +179,8 @@ mod tests {
                 wal_start: Lsn(0x1_0000_0010),
                 wal_end: Lsn(0x1_0000_0020),
                 server_time: 7,
-                data: Bytes::from_static(b"{}")
+                data: Bytes::from_static(b"{}"),
+                boundary: Boundary::Whole,
             })
         );
         let mut k = vec![b'k'];
@@ -221,7 +232,7 @@ mod tests {
             p.extend_from_slice(&t.to_be_bytes());
             p.extend_from_slice(&data);
             let m = ReplicationMessage::parse(Bytes::from(p)).unwrap();
-            prop_assert_eq!(m, ReplicationMessage::XLogData(XLogData { wal_start: Lsn(s), wal_end: Lsn(e), server_time: t, data: Bytes::from(data) }));
+            prop_assert_eq!(m, ReplicationMessage::XLogData(XLogData { wal_start: Lsn(s), wal_end: Lsn(e), server_time: t, data: Bytes::from(data), boundary: Boundary::Whole }));
         }
 
         #[test]

@@ -57,6 +57,7 @@ pub use writer::write_event;
 pub(crate) use decoder::Scratch;
 
 use crate::error::{Error, Result};
+use crate::lsn::Lsn;
 use scan::Cursor;
 
 /// Which kind of write-in-chunks message a format 1 payload is.
@@ -127,29 +128,21 @@ impl Format {
     }
 }
 
-/// What a payload does to the transaction state (see [`boundary_after`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Boundary {
-    /// Opens a transaction: format 2 `B`, a format 1 chunk header.
-    Begin,
-    /// Inside a transaction: a format 2 change or transactional message, a format 1 change chunk.
-    Inside,
-    /// Completes a transaction: format 2 `C`, a format 1 chunk end, a whole format 1 transaction document.
-    Commit,
-    /// Outside any transaction: a non-transactional message (format 2 `M` with `"transactional":false`, a
-    /// format 1 message document).
-    Standalone,
-}
+/// What a payload does to the transaction state (see [`boundary_after`]): for wal2json, `Begin` is format 2
+/// `B` or a format 1 chunk header; `Inside` a format 2 change or transactional message, a format 1 change chunk;
+/// `End` format 2 `C`, a format 1 chunk end, a whole format 1 transaction document; `Whole` a non-transactional
+/// message (format 2 `M` with `"transactional":false`, a format 1 message document).
+pub use crate::proto::feedback::Boundary;
 
 /// Classify a payload by its effect on the transaction state, without decoding it (the stream's end-position
-/// logic stops only after `Commit` or `Standalone`, or on `Inside` when no transaction is open — format 2
+/// logic stops only after `End` or `Whole`, or on `Inside` when no transaction is open — format 2
 /// without include-transaction has no `B`/`C`; [`AnyDecoder::in_transaction`] tracks that).
 pub fn boundary_after(payload: &[u8]) -> Result<Boundary> {
     // wal2json's format 2 as it prints it, `{"action":"X"` first: no general key scan
     if let Some([a, b'"', ..]) = payload.strip_prefix(b"{\"action\":\"") {
         match a {
             b'B' => return Ok(Boundary::Begin),
-            b'C' => return Ok(Boundary::Commit),
+            b'C' => return Ok(Boundary::End),
             b'I' | b'U' | b'D' | b'T' => return Ok(Boundary::Inside),
             _ => {}
         }
@@ -157,12 +150,12 @@ pub fn boundary_after(payload: &[u8]) -> Result<Boundary> {
     Ok(match Format::detect(payload)? {
         Format::V2 => match v2_action(payload) {
             Some(b'B') => Boundary::Begin,
-            Some(b'C') => Boundary::Commit,
+            Some(b'C') => Boundary::End,
             Some(b'M') => {
                 if v2_message_transactional(payload)? {
                     Boundary::Inside
                 } else {
-                    Boundary::Standalone
+                    Boundary::Whole
                 }
             }
             Some(_) => Boundary::Inside,
@@ -172,15 +165,27 @@ pub fn boundary_after(payload: &[u8]) -> Result<Boundary> {
             let mut cur = Cursor::raw(payload);
             v1::header(&mut cur)?;
             if v1::starts_nontx_message(&cur) {
-                Boundary::Standalone
+                Boundary::Whole
             } else {
-                Boundary::Commit
+                Boundary::End
             }
         }
         Format::V1Chunk(ChunkKind::Header) => Boundary::Begin,
         Format::V1Chunk(ChunkKind::Change) => Boundary::Inside,
-        Format::V1Chunk(ChunkKind::End) => Boundary::Commit,
+        Format::V1Chunk(ChunkKind::End) => Boundary::End,
     })
+}
+
+/// The commit's end of a whole format-1 transaction document (`nextlsn`, with wal2json's `include-lsn`). The
+/// server sends such a document at its first change's LSN (the begin callback prepares the write), so that is
+/// not where acknowledging it should point. `None` for anything else (format 2, chunks, messages) or without
+/// `nextlsn`.
+pub fn document_next_lsn(payload: &[u8]) -> Option<Lsn> {
+    if Format::detect(payload).ok()? != Format::V1Document {
+        return None;
+    }
+    let mut cur = Cursor::raw(payload);
+    v1::header(&mut cur).ok()?.next_lsn
 }
 
 /// `v.push(make())`, returning the new element, with the element built straight in the vector's spare room:

@@ -395,7 +395,7 @@ fn v1_non_transactional_message_document_and_leading_comma() {
         let ev = all(p);
         assert_eq!(ev.len(), 1, "{}", String::from_utf8_lossy(p));
         assert!(matches!(&ev[0], Event::Message(m) if !m.transactional && &*m.content == b"x"));
-        assert_eq!(boundary_after(p).unwrap(), Boundary::Standalone);
+        assert_eq!(boundary_after(p).unwrap(), Boundary::Whole);
     }
     // the leading comma in a transaction document
     let ev = all(br#"{"xid":1,"change":[,{"kind":"insert","table":"t","columnnames":["a"],"columnvalues":[1]}]}"#);
@@ -576,16 +576,16 @@ fn boundaries_and_in_transaction() {
         (br#"{"action":"I","table":"t"}"#, Boundary::Inside),
         (br#"{"action":"T","table":"t"}"#, Boundary::Inside),
         (br#"{"action":"M","xid":1,"transactional":true,"prefix":"","content":""}"#, Boundary::Inside),
-        (br#"{"action":"M","xid":null,"transactional":false,"prefix":"","content":""}"#, Boundary::Standalone),
-        (br#"{"action":"C","xid":1}"#, Boundary::Commit),
-        (br#"{"xid":1,"change":[]}"#, Boundary::Commit),
+        (br#"{"action":"M","xid":null,"transactional":false,"prefix":"","content":""}"#, Boundary::Whole),
+        (br#"{"action":"C","xid":1}"#, Boundary::End),
+        (br#"{"xid":1,"change":[]}"#, Boundary::End),
         (br#"{"xid":1,"change":["#, Boundary::Begin),
         (br#",{"kind":"insert"}"#, Boundary::Inside),
-        (b"]}", Boundary::Commit),
+        (b"]}", Boundary::End),
         (br#"{"xid":1,"action":"B"}"#, Boundary::Begin),
         (br#"{"table":"t","action":"D"}"#, Boundary::Inside),
-        (br#"{"xid":1,"lsn":"0/1","action":"C"}"#, Boundary::Commit),
-        (br#"{"transactional":false,"prefix":"","content":"","action":"M"}"#, Boundary::Standalone),
+        (br#"{"xid":1,"lsn":"0/1","action":"C"}"#, Boundary::End),
+        (br#"{"transactional":false,"prefix":"","content":"","action":"M"}"#, Boundary::Whole),
     ];
     for (p, b) in cases {
         assert_eq!(boundary_after(p).unwrap(), *b, "{}", String::from_utf8_lossy(p));

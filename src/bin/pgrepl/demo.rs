@@ -107,7 +107,8 @@ async fn demo(server: Option<String>, rows: u32, format: OutputFormat, mut signa
             .iter()
             .map(|(k, v)| (k.to_string(), Some(v.to_string())))
             .collect();
-    let mut stream = repl.start_replication(&slot, Lsn::INVALID, &opts, StreamConfig::default()).await?;
+    let mut stream =
+        repl.start_replication(&slot, &pgrepl::plugin::Wal2json, Lsn::INVALID, &opts, StreamConfig::default()).await?;
 
     // The live workload, on its own connection: inserts, updates, deletes, then a marker message.
     let workload = tokio::spawn(async move {

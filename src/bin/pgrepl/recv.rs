@@ -1,14 +1,15 @@
 //! `pgrepl recv`: a drop-in for pg_recvlogical.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgrepl::changes::Reconnect;
 use pgrepl::client::Client;
 use pgrepl::config::Config;
-use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
-use pgrepl::proto::feedback::Boundary;
+use pgrepl::plugin::{Boundary, OutputPlugin};
+use pgrepl::proto::commands::{quote_sql_literal, CreateSlot, SnapshotAction};
 use pgrepl::proto::replication::XLogData;
-use pgrepl::stream::{ReplicationStream, StreamConfig, TxnClassifier, Wal2jsonClassifier};
+use pgrepl::stream::{ReplicationStream, StreamConfig};
 use pgrepl::{Error, ErrorKind, Lsn};
 
 use crate::args::{self, Opt};
@@ -374,7 +375,8 @@ struct Receiver<'a> {
     /// On the current connection: payloads of the cut transaction still to recognise and skip, and seen.
     skip: u64,
     replayed: u64,
-    classifier: Wal2jsonClassifier,
+    /// The slot's output plugin (its rules place each payload in its transaction), once known.
+    plugin: Option<Arc<dyn OutputPlugin>>,
     /// SIGHUP: reopen the output at the next transaction boundary.
     reopen: bool,
     /// Consecutive failed attempts (reset by every message received).
@@ -434,7 +436,7 @@ impl<'a> Receiver<'a> {
             open: OpenTxn::default(),
             skip: 0,
             replayed: 0,
-            classifier: Wal2jsonClassifier::default(),
+            plugin: None,
             reopen: false,
             attempt: 0,
             started: Instant::now(),
@@ -452,9 +454,20 @@ impl<'a> Receiver<'a> {
         client: Option<Client>,
         signals: &mut crate::signals::Signals,
     ) -> Result<(), Failure> {
-        let c = match client {
+        let mut c = match client {
             Some(c) => c,
             None => connect(self.a, cfg).await.map_err(conn("could not connect"))?,
+        };
+        let plugin = match &self.plugin {
+            Some(p) => p.clone(),
+            None => {
+                let p = pgrepl::plugin::by_name(&slot_plugin(&mut c, self.a).await.map_err(conn("reading the slot"))?);
+                if self.a.verbose {
+                    let rule = if p.knows_transactions() { "" } else { " (unknown: each message is a unit)" };
+                    eprintln!("pgrepl recv: slot \"{}\" uses output plugin {}{rule}", self.a.slot, p.name());
+                }
+                self.plugin.insert(p).clone()
+            }
         };
         // A stream reports its start position as flushed: what was written up to there is made durable and
         // recorded first, as before any acknowledgement.
@@ -465,7 +478,7 @@ impl<'a> Receiver<'a> {
         }
         let sc = StreamConfig { status_interval: self.a.status_interval, end: self.a.endpos, ..Default::default() };
         let stream = c
-            .start_replication(&self.a.slot, start, &self.a.options, sc)
+            .start_replication(&self.a.slot, plugin.as_ref(), start, &self.a.options, sc)
             .await
             .map_err(conn("could not start streaming"))?;
         // the server sends the cut transaction again from its first payload
@@ -477,7 +490,6 @@ impl<'a> Receiver<'a> {
                 self.skip
             );
         }
-        self.classifier = Wal2jsonClassifier::default();
         self.consume(stream, signals).await
     }
 
@@ -576,7 +588,7 @@ impl<'a> Receiver<'a> {
 
     /// One payload: skipped when it was written before the connection was lost, else converted into the buffer.
     fn take(&mut self, x: &XLogData) -> Result<(), Failure> {
-        let b = self.classifier.classify(&x.data);
+        let b = x.boundary;
         let key = (x.wal_start, x.data.len());
         if self.replayed < self.skip {
             let i = self.replayed;
@@ -614,7 +626,10 @@ impl<'a> Receiver<'a> {
         };
         if ends {
             self.open = OpenTxn::default();
-            let lsn = commit_lsn(&x.data, b).unwrap_or(x.wal_start);
+            let lsn = match &self.plugin {
+                Some(p) if b == Boundary::End => p.commit_lsn(&x.data, x.wal_start),
+                _ => x.wal_start,
+            };
             let prev = self.buffered.unwrap_or(self.boundary).lsn;
             self.buffered = Some(Durable { len: self.out.len_after_buffer(), lsn: prev.max(lsn) });
         }
@@ -700,19 +715,13 @@ impl<'a> Receiver<'a> {
     }
 }
 
-/// The commit (end) LSN of a payload that ends a transaction, where its XLogData position is not that: a
-/// whole format-1 transaction is sent at its first change's LSN, and carries its end as `nextlsn` with
-/// `include-lsn` (near the start: `{"xid":…,"nextlsn":"X/Y",…`). `None`: use the XLogData position (format 2
-/// `C`, a format-1 chunked transaction's last chunk, a message).
-fn commit_lsn(payload: &[u8], b: Boundary) -> Option<Lsn> {
-    if b != Boundary::Whole {
-        return None;
-    }
-    let head = &payload[..payload.len().min(256)];
-    let key = b"\"nextlsn\":";
-    let at = head.windows(key.len()).position(|w| w == key)? + key.len();
-    let rest = head.get(at..)?;
-    let rest = &rest[rest.iter().position(|c| *c == b'"')? + 1..];
-    let end = rest.iter().position(|c| *c == b'"')?;
-    Lsn::parse(std::str::from_utf8(&rest[..end]).ok()?).ok()
+/// The slot's output plugin, from `pg_replication_slots` (SQL on the replication connection); `-P` when the
+/// slot is not there (START_REPLICATION then reports it).
+async fn slot_plugin(c: &mut Client, a: &RecvArgs) -> Result<String, Error> {
+    let q = format!("SELECT plugin FROM pg_replication_slots WHERE slot_name = {}", quote_sql_literal(&a.slot));
+    let r = c.simple_query(&q).await?;
+    Ok(r.first()
+        .and_then(|r| r.rows.first())
+        .and_then(|row| row.first().cloned().flatten())
+        .unwrap_or_else(|| a.plugin.clone()))
 }
