@@ -379,7 +379,7 @@ struct Receiver<'a> {
     plugin: Option<Arc<dyn OutputPlugin>>,
     /// SIGHUP: reopen the output at the next transaction boundary.
     reopen: bool,
-    /// Consecutive failed attempts (reset by every message received).
+    /// Consecutive failed attempts to connect and start streaming.
     attempt: u32,
     started: Instant,
     msgs: u64,
@@ -481,6 +481,8 @@ impl<'a> Receiver<'a> {
             .start_replication(&self.a.slot, plugin.as_ref(), start, &self.a.options, sc)
             .await
             .map_err(conn("could not start streaming"))?;
+        // a failure from now on is a new one: the backoff starts over (as ChangeStream's does)
+        self.attempt = 0;
         // the server sends the cut transaction again from its first payload
         self.skip = self.open.written;
         self.replayed = 0;
@@ -557,7 +559,6 @@ impl<'a> Receiver<'a> {
                     return Err(Failure::Connection("disconnected", e));
                 }
             };
-            self.attempt = 0;
             self.take(&msg)?;
             // Drain whatever else is already buffered before writing, to batch syscalls.
             let mut lost = None;
