@@ -184,6 +184,8 @@ fn opt(k: &str, v: &str) -> (String, Option<String>) {
 impl ChangeStreamConfig {
     /// Settings from a connection string (environment and `.pgpass` applied, as libpq does) and a slot name.
     pub fn new(conninfo: &str, slot: &str) -> Result<Self> {
+        // a name the server can never accept fails here, not as a missing slot later
+        crate::proto::commands::validate_slot_name(slot)?;
         let mut config = Config::from_str_with_std_env(conninfo)?;
         if config.replication.is_none() {
             config.replication = Some("database".into());

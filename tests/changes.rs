@@ -233,3 +233,11 @@ async fn format_1_a_transaction_that_began_earlier_and_committed_later_is_not_ta
     assert_eq!(read_txns(&mut s, 2).await, vec![vec![1], vec![3]], "T_a (1) delivered after a restart from T_b");
     s.stop().await.unwrap();
 }
+
+/// A slot name the server can never accept is refused by the settings, not reported later as a missing slot.
+#[test]
+fn an_impossible_slot_name_is_refused_by_the_settings() {
+    let e = ChangeStreamConfig::new("host=/nonexistent dbname=x", "Bad\"Name").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("invalid replication slot name"), "{e}");
+}

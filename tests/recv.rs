@@ -156,17 +156,18 @@ fn slot_actions_and_errors() {
     assert!(err.contains("42710") && err.contains("already exists"), "{err}");
     ok(&run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--drop-slot"])));
     assert_eq!(c.psql("postgres", "SELECT count(*) FROM pg_replication_slots").unwrap(), "0");
-    // a slot name the server can never accept is pgrepl's own error, for every action, and no replication
-    // command naming it reaches the server (whose releases disagree on how they refuse it: 15.18 answers a
-    // doubled `"` with a syntax error, 15.20 with an invalid name)
+    // a slot name the server can never accept is pgrepl's own error, for every action, given with the other
+    // argument errors before connecting, and no replication command naming it reaches the server (whose releases
+    // disagree on how they refuse it: 15.18 answers a doubled `"` with a syntax error, 15.20 with an invalid name)
     for action in [&["--create-slot"][..], &["--drop-slot"], &["--start", "-f", "-"]] {
         let bad = run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "Bad \"Name\""]).args(action));
         assert_eq!(bad.status.code(), Some(1), "{action:?}");
         let err = String::from_utf8_lossy(&bad.stderr);
         assert_eq!(
             err.trim_end(),
-            "pgrepl recv: error: invalid settings: invalid replication slot name \"Bad \\\"Name\\\"\": 'B' at byte 0 \
-             is not allowed; a slot name is 1 to 63 bytes of lower-case letters, digits and underscores ([a-z0-9_])",
+            "pgrepl recv: error: invalid replication slot name \"Bad \\\"Name\\\"\": 'B' at byte 0 is not allowed; a \
+             slot name is 1 to 63 bytes of lower-case letters, digits and underscores ([a-z0-9_])\nTry \"pgrepl recv \
+             --help\" for more information.",
             "{action:?}"
         );
         assert!(bad.stdout.is_empty(), "{action:?}");

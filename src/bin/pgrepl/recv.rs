@@ -143,6 +143,8 @@ pub fn parse_args(argv: &[String]) -> Result<Option<RecvArgs>, String> {
         return Err(format!("too many command-line arguments (first is \"{extra}\")"));
     }
     let slot = p.value("slot").ok_or("no slot specified")?.to_string();
+    // refused here, before connecting, as the library refuses it before sending anything
+    pgrepl::proto::commands::validate_slot_name(&slot).map_err(|e| e.message().to_string())?;
     let (create, drop, start) = (p.has("create-slot"), p.has("drop-slot"), p.has("start"));
     if !create && !drop && !start {
         return Err("at least one action needs to be specified".into());
