@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use pgrepl::cluster::{ClusterOptions, TempCluster};
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 fn main() {
     let mut opts = ClusterOptions { wal_sender_timeout: Duration::from_secs(60), ..Default::default() };

@@ -23,7 +23,7 @@
 #    that commits each row; 5 s and 3 s after 1 s of warm-up that is not reported), for the library consumer (time its Begin event is decoded), psycopg2 (after
 #    json.loads), pg_recvlogical and pgrepl recv (first byte of each transaction's output, read from a pipe
 #    by benches/e2e/stamp.py). The commit time is the timestamp wal2json prints on the transaction's B.
-# 4. footprint: `cargo tree -e normal --no-default-features` crates, stripped release CLI size, and with
+# 4. footprint: `cargo tree -e normal` crates of the library (default features, and `tls`) and of the CLI, stripped release CLI size, and with
 #    --cold-build the time of `cargo build --release` in an empty target dir (/tmp/coldbuild).
 #
 # --quick: one round, 200k-row big transaction, 1 s latency runs, no cold build (a smoke test, ~2 minutes).
@@ -86,7 +86,8 @@ TCK=$(getconf CLK_TCK)
 
 # ---- build --------------------------------------------------------------------------------------------------
 say "building (release): pgrepl, examples drain and cluster"
-cargo build --release -q --bin pgrepl --example drain --example cluster
+cargo build --release -q -p pgrepl-cli --bin pgrepl
+cargo build --release -q -p pgrepl --example drain --example cluster
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PGREPL=$TARGET/release/pgrepl
 DRAIN=$TARGET/release/examples/drain
@@ -318,19 +319,21 @@ fi
 
 # ---- 4. footprint -------------------------------------------------------------------------------------------
 if has footprint; then
-    crates=$(cargo tree -q -e normal --no-default-features --prefix none | sed 's/ (\*)$//; s/ (proc-macro)$//' \
-        | grep -v '^pgrepl ' | sort -u | wc -l)
-    crates_cli=$(cargo tree -q -e normal --prefix none | sed 's/ (\*)$//; s/ (proc-macro)$//' \
-        | grep -v '^pgrepl ' | sort -u | wc -l)
+    count() { cargo tree -q -e normal --prefix none "$@" | sed 's/ (\*)$//; s/ (proc-macro)$//' \
+        | grep -v '^pgrepl' | sort -u | wc -l; }
+    crates=$(count -p pgrepl)
+    crates_tls=$(count -p pgrepl --features tls)
+    crates_cli=$(count -p pgrepl-cli)
     strip -o "$WORK/pgrepl.stripped" "$PGREPL"
     printf 'foot\tcrates_lib\t%s\n' "$crates" >>"$RES"
+    printf 'foot\tcrates_lib_tls\t%s\n' "$crates_tls" >>"$RES"
     printf 'foot\tcrates_cli\t%s\n' "$crates_cli" >>"$RES"
     printf 'foot\tcli_stripped_bytes\t%s\n' "$(stat -c %s "$WORK/pgrepl.stripped")" >>"$RES"
     if [ "$COLD" = 1 ]; then
         say "cold build in /tmp/coldbuild (load: $(cut -d' ' -f1-3 /proc/loadavg))"
         rm -rf /tmp/coldbuild
         t0=$(date +%s.%N)
-        CARGO_TARGET_DIR=/tmp/coldbuild cargo build -q --release --bin pgrepl
+        CARGO_TARGET_DIR=/tmp/coldbuild cargo build -q --release -p pgrepl-cli --bin pgrepl
         t1=$(date +%s.%N)
         printf 'foot\tcold_build_s\t%s\n' "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", b-a}')" >>"$RES"
         printf 'foot\tcold_build_load\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES"

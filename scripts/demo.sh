@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `pgrepl demo`: starts a throwaway PostgreSQL 15 cluster (src/cluster.rs) and shows replication against it.
+# `pgrepl demo`: starts a throwaway PostgreSQL 15 cluster (testkit/) and shows replication against it.
 # Arguments are passed on to the demo subcommand.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,4 +10,4 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
 fi
 
 bash scripts/install-deps.sh
-exec cargo run --release -- demo "$@"
+exec cargo run --release -p pgrepl-cli -- demo "$@"

@@ -23,7 +23,7 @@ fi
 log=$(mktemp -t fault-cli.XXXXXX.log)
 started=$SECONDS
 status=0
-PGREPL_RECV_FAULTS=full cargo test --test recv_faults -- --nocapture --test-threads="${THREADS:-2}" 2>&1 \
+PGREPL_RECV_FAULTS=full cargo test -p pgrepl-cli --test recv_faults -- --nocapture --test-threads="${THREADS:-2}" 2>&1 \
     | tee "$log" || status=$?
 echo
 echo "==== scripts/fault-cli.sh: summary ($((SECONDS - started)) s, full log in $log) ===="

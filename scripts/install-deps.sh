@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and `pgrepl demo` need, and only what is missing:
 #   - the PostgreSQL 15 server, its client and wal2json (Debian packages postgresql-15, postgresql-client-15,
-#     postgresql-15-wal2json), used by src/cluster.rs to run throwaway clusters; Debian's own cluster is neither
+#     postgresql-15-wal2json), used by testkit/src/lib.rs to run throwaway clusters; Debian's own cluster is neither
 #     created nor started;
 #   - the rustfmt and clippy components (scripts/test.sh runs both).
 # Idempotent, and silent when everything is already there. Runs apt-get as root, or through sudo.
@@ -90,7 +90,7 @@ if [ ! -x "$PG_BIN/postgres" ] || [ ! -x "$PG_BIN/initdb" ] || [ ! -x "$PG_BIN/p
     install_postgres
 fi
 
-# As root, src/cluster.rs runs PostgreSQL as the `postgres` user through runuser (both come with the above).
+# As root, testkit/src/lib.rs runs PostgreSQL as the `postgres` user through runuser (both come with the above).
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     say "running as root needs the postgres OS user (normally created by postgresql-common)"
     exit 1

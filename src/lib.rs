@@ -22,8 +22,5 @@ pub mod stream;
 pub mod tls;
 pub mod wal2json;
 
-#[cfg(feature = "cluster")]
-pub mod cluster;
-
 pub use error::{DbError, Error, ErrorKind, Result};
 pub use lsn::Lsn;

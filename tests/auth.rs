@@ -1,7 +1,5 @@
 //! Authentication, server errors, notices and slot commands against a real PostgreSQL 15 (the throwaway cluster of
-//! `pgrepl::cluster`, one per test binary, stopped at exit).
-
-#![cfg(feature = "cluster")]
+//! `pgrepl_testkit`, one per test binary, stopped at exit).
 
 mod common;
 
@@ -10,10 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use pgrepl::client::Client;
-use pgrepl::cluster::USERS;
 use pgrepl::config::Config;
 use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
 use pgrepl::{Error, ErrorKind};
+use pgrepl_testkit::USERS;
 
 use common::{cluster, notice_collector};
 
@@ -339,7 +337,7 @@ fn assert_invalid_slot_name(name: &str, what: &str, e: &Error) {
 }
 
 /// The replication commands the server received, in order (`log_replication_commands`).
-fn received_replication_commands(c: &pgrepl::cluster::TempCluster) -> Vec<String> {
+fn received_replication_commands(c: &pgrepl_testkit::TempCluster) -> Vec<String> {
     let log = std::fs::read_to_string(c.log_path()).unwrap();
     log.lines().filter_map(|l| l.split_once("received replication command: ")).map(|(_, cmd)| cmd.to_string()).collect()
 }
@@ -350,7 +348,7 @@ fn received_replication_commands(c: &pgrepl::cluster::TempCluster) -> Vec<String
 /// command it receives: none of these reach it.
 #[tokio::test]
 async fn invalid_slot_names_are_refused_before_anything_is_sent() {
-    let cluster = pgrepl::cluster::TempCluster::start(pgrepl::cluster::ClusterOptions {
+    let cluster = pgrepl_testkit::TempCluster::start(pgrepl_testkit::ClusterOptions {
         extra_conf: vec!["log_replication_commands = on".into()],
         ..Default::default()
     })

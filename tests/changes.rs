@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgrepl::changes::{ChangeStream, ChangeStreamConfig, StreamEvent};
-use pgrepl::cluster::{ClusterOptions, TempCluster};
 use pgrepl::wal2json::{Event, Value};
 use pgrepl::{ErrorKind, Lsn};
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 fn cfg(c: &TempCluster, slot: &str) -> ChangeStreamConfig {
     ChangeStreamConfig::new(&c.conninfo(c.superuser(), "postgres"), slot).unwrap()

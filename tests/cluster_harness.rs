@@ -1,11 +1,9 @@
-//! The throwaway-cluster harness itself (`pgrepl::cluster`): it starts, every test role can log in with its
+//! The throwaway-cluster harness itself (`pgrepl_testkit`): it starts, every test role can log in with its
 //! method, wal2json is there, restarts keep the port, Drop cleans up.
-
-#![cfg(feature = "cluster")]
 
 use std::time::{Duration, Instant};
 
-use pgrepl::cluster::{ClusterOptions, TempCluster, USERS};
+use pgrepl_testkit::{ClusterOptions, TempCluster, USERS};
 
 fn start(opts: ClusterOptions) -> TempCluster {
     let t = Instant::now();

@@ -30,7 +30,6 @@
 //! `tests/recv_faults.rs` (the same proof for the `pgrepl recv` CLI).
 //!
 //! Set `PGREPL_FAULT_SEED` to replay a run's fault order (the seed is printed).
-#![cfg(feature = "cluster")]
 
 #[path = "../examples/fault_consumer.rs"]
 #[allow(dead_code)]
@@ -46,8 +45,8 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pgrepl::cluster::{ClusterOptions, TempCluster};
 use pgrepl::Lsn;
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 use faults::{sql, Rng, Txn};
 

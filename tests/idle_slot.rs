@@ -10,15 +10,14 @@
 //! slot's confirmed_flush_lsn reaches the WAL end the walsender had sent when nothing was unacknowledged (a
 //! keepalive's walEnd, reported by a status update), and the slot then lets go of the WAL written before the
 //! round.
-#![cfg(feature = "cluster")]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgrepl::changes::{ChangeStream, ChangeStreamConfig, StreamEvent};
-use pgrepl::cluster::{ClusterOptions, TempCluster};
 use pgrepl::wal2json::Event;
 use pgrepl::Lsn;
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 const MB: f64 = 1024.0 * 1024.0;
 

@@ -9,11 +9,11 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use pgrepl::client::Client;
-use pgrepl::cluster::{ClusterOptions, TempCluster};
 use pgrepl::config::Config;
 use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
 use pgrepl::stream::StreamConfig;
 use pgrepl::Lsn;
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 struct Counting;
 

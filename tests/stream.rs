@@ -4,12 +4,12 @@
 use std::time::{Duration, Instant};
 
 use pgrepl::client::Client;
-use pgrepl::cluster::{ClusterOptions, TempCluster};
 use pgrepl::config::Config;
 use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
 use pgrepl::proto::replication::XLogData;
 use pgrepl::stream::{ReplicationStream, StreamConfig};
 use pgrepl::Lsn;
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 fn cluster(wal_sender_timeout: Duration) -> TempCluster {
     TempCluster::start(ClusterOptions { wal_sender_timeout, ..Default::default() }).expect("start cluster")

@@ -8,7 +8,7 @@
 //! (PostgreSQL's authentication/t/001_password.pl and ssl/t/002_scram.pl), SSLRequest hardening, direct TLS
 //! negotiation, and a replication stream over TLS.
 
-#![cfg(all(feature = "tls", feature = "cluster"))]
+#![cfg(feature = "tls")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::fs;
@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgrepl::client::Client;
-use pgrepl::cluster::{ClusterOptions, TempCluster, USERS};
 use pgrepl::config::Config;
 use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
 use pgrepl::stream::StreamConfig;
 use pgrepl::{ErrorKind, Lsn};
+use pgrepl_testkit::{ClusterOptions, TempCluster, USERS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

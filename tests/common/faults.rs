@@ -16,9 +16,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use pgrepl::client::Client;
-use pgrepl::cluster::TempCluster;
 use pgrepl::config::Config;
 use pgrepl::Lsn;
+use pgrepl_testkit::TempCluster;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Seeded randomness

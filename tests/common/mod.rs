@@ -20,10 +20,9 @@ use pgrepl::{DbError, Error};
 // One cluster per test binary
 // ---------------------------------------------------------------------------------------------------------------
 
-#[cfg(feature = "cluster")]
 mod shared_cluster {
     use super::*;
-    use pgrepl::cluster::{ClusterOptions, TempCluster};
+    use pgrepl_testkit::{ClusterOptions, TempCluster};
 
     static CLUSTER: Mutex<Option<Arc<TempCluster>>> = Mutex::new(None);
     static AT_EXIT: Once = Once::new();
@@ -57,7 +56,6 @@ mod shared_cluster {
     }
 }
 
-#[cfg(feature = "cluster")]
 #[allow(unused_imports)]
 pub use shared_cluster::cluster;
 

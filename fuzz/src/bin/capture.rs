@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pgrepl::cluster::{ClusterOptions, TempCluster};
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 /// Forward one connection to `port`, recording what the server sends.
 fn proxy(listener: TcpListener, port: u16) -> thread::JoinHandle<Vec<u8>> {

@@ -30,10 +30,9 @@
 //! more faults each. `PGREPL_RECV_FAULT_SEED` replays a run's fault order (each configuration prints its seed).
 //! A failed run keeps FILE, the CLI's logs (one per start) and the server's log in
 //! `target/tmp/recv_faults/<configuration>-<seed>/` (`PGREPL_RECV_FAULT_KEEP=1`: a passing run too).
-#![cfg(feature = "cluster")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-#[path = "common/faults.rs"]
+#[path = "../../tests/common/faults.rs"]
 mod faults;
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,7 +44,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pgrepl::cluster::{ClusterOptions, TempCluster};
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 use faults::{sql, Rng, Txn, Watched};
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use pgrepl::cluster::{ClusterOptions, TempCluster};
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 const PGREPL: &str = env!("CARGO_BIN_EXE_pgrepl");
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use pgrepl::cluster::{ClusterOptions, TempCluster};
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;

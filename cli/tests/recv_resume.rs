@@ -5,7 +5,6 @@
 //! Each round writes one large transaction and terminates the walsender once the output shows its first rows but
 //! not its commit; a round whose transaction was out before the termination landed does not count, and rounds go
 //! on until three interruptions landed (the log says so: "the interrupted transaction comes again").
-#![cfg(feature = "cluster")]
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
@@ -14,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pgrepl::cluster::{ClusterOptions, TempCluster};
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 const PGREPL: &str = env!("CARGO_BIN_EXE_pgrepl");
 const ROWS: i64 = 60_000;

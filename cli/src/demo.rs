@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use pgrepl::client::Client;
-use pgrepl::cluster::{ClusterOptions, TempCluster};
 use pgrepl::config::Config;
 use pgrepl::proto::commands::{CreateSlot, SnapshotAction};
 use pgrepl::stream::StreamConfig;
 use pgrepl::{Error, Lsn};
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 use crate::args::{self, Opt};
 use crate::output::{OutputFormat, Writer};

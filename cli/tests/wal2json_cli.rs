@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use pgrepl::wal2json::{write_event, AnyDecoder};
 
-#[path = "common/w2j.rs"]
+#[path = "../../tests/common/w2j.rs"]
 mod w2j;
 
 fn pgrepl(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
@@ -33,7 +33,7 @@ fn pgrepl(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
 
 #[test]
 fn decode_recvlogical_style_files() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wal2json");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/wal2json");
     for name in ["v2-all", "v2-minimal", "v1-default", "v1-pretty-all", "v1-chunks-all", "v1-chunks-pretty"] {
         let payloads = w2j::read_w2j(&dir.join(format!("{name}.w2j")), false).1;
         let mut file = Vec::new();

@@ -1,4 +1,6 @@
-//! A throwaway PostgreSQL 15 cluster for the integration tests and `pgrepl demo`.
+//! pgrepl's test kit: a throwaway PostgreSQL cluster for the integration tests, benches, examples and
+//! `pgrepl demo`. Not part of the library (it runs `initdb` and `pg_ctl`, through `runuser` as root, with fixed
+//! test passwords).
 //!
 //! [`TempCluster::start`] makes a fresh data directory (`initdb`, or a copy of a cached one) in a new temporary
 //! directory, writes its own `postgresql.conf` settings (`wal_level = logical`, 20 slots and WAL senders, a
@@ -8,7 +10,7 @@
 //! [`TempCluster`] stops the server with `pg_ctl stop -m immediate` and removes the directory.
 //!
 //! ```no_run
-//! use pgrepl::cluster::{ClusterOptions, TempCluster};
+//! use pgrepl_testkit::{ClusterOptions, TempCluster};
 //!
 //! let cluster = TempCluster::start(ClusterOptions::default())?;
 //! cluster.psql("postgres", "CREATE TABLE t (id int primary key)")?;
@@ -472,7 +474,7 @@ impl TempCluster {
     }
 
     fn hba_conf(&self) -> String {
-        let mut hba = String::from("# pgrepl test cluster: written by src/cluster.rs\n");
+        let mut hba = String::from("# pgrepl test cluster: written by pgrepl-testkit\n");
         let su = hba_name(&self.superuser);
         let mut lines = vec![(su.clone(), "trust")];
         lines.extend(USERS.iter().map(|&(user, _, method)| (hba_name(user), method)));
