@@ -1,0 +1,243 @@
+//! The public option types: where to connect ([`Host`]) and the enumerated options.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where to connect.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Host {
+    /// A host name or IP address (IPv6 without brackets).
+    Tcp(String),
+    /// A Unix socket *directory*; the socket is `<dir>/.s.PGSQL.<port>`. A path starting with `@` names
+    /// Linux's abstract namespace (libpq 14+).
+    Unix(PathBuf),
+}
+
+impl Host {
+    /// Classify a non-empty `host` value as libpq does: a value starting with `/` or `@` is a socket directory,
+    /// anything else a host name or address.
+    pub fn from_conninfo(s: &str) -> Host {
+        if is_unixsock_path(s) {
+            Host::Unix(PathBuf::from(s))
+        } else {
+            Host::Tcp(s.to_owned())
+        }
+    }
+
+    /// Whether this is a Unix socket directory.
+    pub fn is_unix(&self) -> bool {
+        matches!(self, Host::Unix(_))
+    }
+
+    /// The value as written in a connection string.
+    pub(super) fn as_conninfo(&self) -> String {
+        match self {
+            Host::Tcp(h) => h.clone(),
+            Host::Unix(p) => p.to_string_lossy().into_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_conninfo())
+    }
+}
+
+pub(super) fn is_unixsock_path(s: &str) -> bool {
+    s.starts_with('/') || s.starts_with('@')
+}
+
+/// `sslmode`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// Plaintext first, TLS if the server insists.
+    Allow,
+    /// TLS if the server supports it, else plaintext (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS, without verifying the certificate (unless a root certificate is configured, as libpq).
+    Require,
+    /// TLS, certificate chain verified.
+    VerifyCa,
+    /// TLS, certificate chain and host name verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parse the libpq spelling (`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`).
+    pub fn parse(s: &str) -> Option<SslMode> {
+        Some(match s {
+            "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+    /// Whether a plaintext connection is refused (`require` and stronger).
+    pub fn requires_tls(self) -> bool {
+        matches!(self, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `channel_binding`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub enum ChannelBinding {
+    /// Never use channel binding.
+    Disable,
+    /// Use SCRAM-SHA-256-PLUS when TLS and the server offer it (libpq's default with TLS support).
+    #[default]
+    Prefer,
+    /// Require a channel-bound SCRAM exchange (and therefore TLS).
+    Require,
+}
+
+impl ChannelBinding {
+    /// Parse the libpq spelling (`disable`, `prefer`, `require`).
+    pub fn parse(s: &str) -> Option<ChannelBinding> {
+        Some(match s {
+            "disable" => ChannelBinding::Disable,
+            "prefer" => ChannelBinding::Prefer,
+            "require" => ChannelBinding::Require,
+            _ => return None,
+        })
+    }
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelBinding::Disable => "disable",
+            ChannelBinding::Prefer => "prefer",
+            ChannelBinding::Require => "require",
+        }
+    }
+}
+
+impl fmt::Display for ChannelBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `target_session_attrs`: which kind of server is acceptable when several hosts are listed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub enum TargetSessionAttrs {
+    /// Any server (the default).
+    #[default]
+    Any,
+    /// A server that accepts writes (`default_transaction_read_only` off and not in recovery).
+    ReadWrite,
+    /// A server that does not accept writes by default.
+    ReadOnly,
+    /// A server not in hot standby.
+    Primary,
+    /// A server in hot standby.
+    Standby,
+    /// A standby if any, else any server.
+    PreferStandby,
+}
+
+impl TargetSessionAttrs {
+    /// Parse the libpq spelling.
+    pub fn parse(s: &str) -> Option<TargetSessionAttrs> {
+        Some(match s {
+            "any" => TargetSessionAttrs::Any,
+            "read-write" => TargetSessionAttrs::ReadWrite,
+            "read-only" => TargetSessionAttrs::ReadOnly,
+            "primary" => TargetSessionAttrs::Primary,
+            "standby" => TargetSessionAttrs::Standby,
+            "prefer-standby" => TargetSessionAttrs::PreferStandby,
+            _ => return None,
+        })
+    }
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::ReadOnly => "read-only",
+            TargetSessionAttrs::Primary => "primary",
+            TargetSessionAttrs::Standby => "standby",
+            TargetSessionAttrs::PreferStandby => "prefer-standby",
+        }
+    }
+}
+
+/// `sslcertmode` (libpq 16): whether a client certificate may be sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub enum SslCertMode {
+    /// Never send a client certificate, even when `sslcert` (or `~/.postgresql/postgresql.crt`) exists.
+    Disable,
+    /// Send one when it is configured or present (the default).
+    #[default]
+    Allow,
+}
+
+impl SslCertMode {
+    /// Parse the libpq spelling (`disable`, `allow`; `require` is not supported: rustls does not tell whether
+    /// the server asked for a certificate).
+    pub fn parse(s: &str) -> Option<SslCertMode> {
+        Some(match s {
+            "disable" => SslCertMode::Disable,
+            "allow" => SslCertMode::Allow,
+            _ => return None,
+        })
+    }
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslCertMode::Disable => "disable",
+            SslCertMode::Allow => "allow",
+        }
+    }
+}
+
+/// `sslnegotiation` (libpq 17): how TLS is started.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub enum SslNegotiation {
+    /// SSLRequest first, then the TLS handshake (the default; works with every server).
+    #[default]
+    Postgres,
+    /// The TLS handshake straight away, with ALPN `postgresql` (PostgreSQL 17+ servers). Requires `sslmode`
+    /// `require` or stronger.
+    Direct,
+}
+
+impl SslNegotiation {
+    /// Parse the libpq spelling (`postgres`, `direct`).
+    pub fn parse(s: &str) -> Option<SslNegotiation> {
+        Some(match s {
+            "postgres" => SslNegotiation::Postgres,
+            "direct" => SslNegotiation::Direct,
+            _ => return None,
+        })
+    }
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslNegotiation::Postgres => "postgres",
+            SslNegotiation::Direct => "direct",
+        }
+    }
+}
