@@ -24,7 +24,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::auth::{Authenticator, ChannelBindingMode};
+use crate::auth::Authenticator;
 use crate::config::{Config, Host};
 use crate::error::{DbError, Error, ErrorKind, Result};
 use crate::lsn::Lsn;
@@ -557,7 +557,7 @@ impl Client {
         let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
         let auth =
             Authenticator::new(cfg.user.as_bytes(), cfg.password_for(host_index), cfg.require_auth.clone(), tls, nonce)
-                .with_channel_binding(ChannelBindingMode::parse(cfg.channel_binding.as_str())?)
+                .with_channel_binding(cfg.channel_binding)
                 .with_cancel(cancel.0.clone());
         let mut params: Vec<(&str, &str)> = vec![("user", &cfg.user), ("database", &cfg.dbname)];
         if let Some(r) = &cfg.replication {

@@ -30,13 +30,16 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
-/// The `channel_binding` connection option (as libpq).
+/// The `channel_binding` connection option (as libpq); [`crate::config::Config::channel_binding`] holds one
+/// (`crate::config::ChannelBinding` is the same type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum ChannelBindingMode {
     /// Never use channel binding (`n,,`), even when the server offers SCRAM-SHA-256-PLUS.
     Disable,
     /// Use channel binding when TLS is in use and the server offers SCRAM-SHA-256-PLUS; otherwise tell the
-    /// server we could have (`y,,` over TLS) so that a stripped -PLUS is detected by the server.
+    /// server we could have (`y,,` over TLS) so that a stripped -PLUS is detected by the server (libpq's default
+    /// with TLS support).
     #[default]
     Prefer,
     /// Require TLS, SCRAM-SHA-256-PLUS and a completed channel-bound exchange; never answer cleartext or MD5.
@@ -44,23 +47,29 @@ pub enum ChannelBindingMode {
 }
 
 impl ChannelBindingMode {
-    /// Parse `disable`, `prefer` or `require`.
-    pub fn parse(s: &str) -> Result<ChannelBindingMode> {
-        match s {
-            "disable" => Ok(ChannelBindingMode::Disable),
-            "prefer" => Ok(ChannelBindingMode::Prefer),
-            "require" => Ok(ChannelBindingMode::Require),
-            _ => Err(Error::config("channel_binding", format!("expected disable, prefer or require, got {s:?}"))),
-        }
+    /// Parse the libpq spelling (`disable`, `prefer`, `require`).
+    pub fn parse(s: &str) -> Option<ChannelBindingMode> {
+        Some(match s {
+            "disable" => ChannelBindingMode::Disable,
+            "prefer" => ChannelBindingMode::Prefer,
+            "require" => ChannelBindingMode::Require,
+            _ => return None,
+        })
     }
 
-    /// The option value.
-    pub fn name(self) -> &'static str {
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
         match self {
             ChannelBindingMode::Disable => "disable",
             ChannelBindingMode::Prefer => "prefer",
             ChannelBindingMode::Require => "require",
         }
+    }
+}
+
+impl fmt::Display for ChannelBindingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -620,12 +629,13 @@ mod tests {
 
     #[test]
     fn channel_binding_mode_parse() {
-        assert_eq!(ChannelBindingMode::parse("require").unwrap(), ChannelBindingMode::Require);
-        assert_eq!(ChannelBindingMode::parse("prefer").unwrap(), ChannelBindingMode::Prefer);
-        assert_eq!(ChannelBindingMode::parse("disable").unwrap(), ChannelBindingMode::Disable);
+        for m in [ChannelBindingMode::Require, ChannelBindingMode::Prefer, ChannelBindingMode::Disable] {
+            assert_eq!(ChannelBindingMode::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(ChannelBindingMode::parse("PLUS"), None);
         assert_eq!(ChannelBindingMode::default(), ChannelBindingMode::Prefer);
-        assert_eq!(ChannelBindingMode::parse("Require").unwrap_err().kind(), ErrorKind::Config);
-        assert_eq!(ChannelBindingMode::Require.name(), "require");
+        assert_eq!(ChannelBindingMode::parse("Require"), None);
+        assert_eq!(ChannelBindingMode::Require.to_string(), "require");
     }
 
     // ---- require_auth (13) ----

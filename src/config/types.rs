@@ -102,43 +102,8 @@ impl fmt::Display for SslMode {
     }
 }
 
-/// `channel_binding`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
-pub enum ChannelBinding {
-    /// Never use channel binding.
-    Disable,
-    /// Use SCRAM-SHA-256-PLUS when TLS and the server offer it (libpq's default with TLS support).
-    #[default]
-    Prefer,
-    /// Require a channel-bound SCRAM exchange (and therefore TLS).
-    Require,
-}
-
-impl ChannelBinding {
-    /// Parse the libpq spelling (`disable`, `prefer`, `require`).
-    pub fn parse(s: &str) -> Option<ChannelBinding> {
-        Some(match s {
-            "disable" => ChannelBinding::Disable,
-            "prefer" => ChannelBinding::Prefer,
-            "require" => ChannelBinding::Require,
-            _ => return None,
-        })
-    }
-    /// The libpq spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelBinding::Disable => "disable",
-            ChannelBinding::Prefer => "prefer",
-            ChannelBinding::Require => "require",
-        }
-    }
-}
-
-impl fmt::Display for ChannelBinding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// `channel_binding`: the same type as [`crate::auth::ChannelBindingMode`], which the authenticator takes.
+pub type ChannelBinding = crate::auth::ChannelBindingMode;
 
 /// `target_session_attrs`: which kind of server is acceptable when several hosts are listed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
