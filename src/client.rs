@@ -26,7 +26,8 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::auth::Authenticator;
 use crate::config::{Config, Host};
-use crate::error::{DbError, Error, ErrorKind, Result};
+use crate::connect::Endpoint;
+use crate::error::{DbError, Error, Result};
 use crate::lsn::Lsn;
 use crate::proto::backend::{Authentication, BackendMessage, Decoder};
 use crate::proto::commands::{self, CreateSlot};
@@ -458,48 +459,35 @@ impl Client {
     }
 
     /// [`Client::connect`] with a notice handler (called for every NoticeResponse, during startup too).
+    ///
+    /// Hosts, addresses, `connect_timeout`, the TCP options and `target_session_attrs`: see [`crate::connect`].
     pub async fn connect_with_notices(cfg: &Config, notice: NoticeHandler) -> Result<Client> {
-        let mut last_err = None;
-        for (i, (host, port)) in cfg.hosts.iter().enumerate() {
-            let attempt = Self::connect_one(cfg, i, host, *port, notice.clone());
-            let r = match cfg.connect_timeout {
-                Some(t) => match tokio::time::timeout(t, attempt).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::timeout(format!(
-                        "connection to {} timed out after {} s",
-                        describe(host, *port),
-                        t.as_secs()
-                    ))),
-                },
-                None => attempt.await,
-            };
-            match r {
-                Ok(c) => return Ok(c),
-                // Authentication and server-side errors are final, as in libpq only connection failures move on.
-                Err(e) if matches!(e.kind(), ErrorKind::Io | ErrorKind::Timeout | ErrorKind::Closed) => {
-                    last_err = Some(e)
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| Error::config("host", "no host to connect to")))
+        crate::connect::connect(cfg, notice).await
     }
 
-    async fn connect_one(
+    /// The TCP options of this connection as the kernel reports them (`keepalives*`, `tcp_user_timeout`); `None`
+    /// over a Unix-domain socket.
+    pub fn tcp_options(&self) -> Option<crate::connect::TcpOptions> {
+        use std::os::fd::AsRawFd;
+        crate::connect::tcp_options(self.conn.sock.tcp()?.as_raw_fd())
+    }
+
+    /// One connection to `endpoint` (an address of `host`), with TLS as `sslmode` says and the startup exchange.
+    pub(crate) async fn connect_one(
         cfg: &Config,
         host_index: usize,
         host: &Host,
-        port: u16,
+        endpoint: &Endpoint,
         notice: NoticeHandler,
     ) -> Result<Client> {
         #[cfg(not(feature = "tls"))]
-        return Self::connect_attempt(cfg, host_index, host, port, notice).await;
+        return Self::connect_attempt(cfg, host_index, host, endpoint, notice).await;
         // sslmode=allow and prefer may follow a failed attempt with one the other way, as libpq does.
         #[cfg(feature = "tls")]
         {
             let mut plan = crate::tls::Plan::new(cfg, host);
             loop {
-                match Self::connect_attempt(cfg, host_index, host, port, notice.clone(), &mut plan).await {
+                match Self::connect_attempt(cfg, host_index, host, endpoint, notice.clone(), &mut plan).await {
                     Err(e) if plan.retry_after(&e) => {}
                     r => return r,
                 }
@@ -510,35 +498,20 @@ impl Client {
     async fn connect_attempt(
         cfg: &Config,
         host_index: usize,
-        host: &Host,
-        port: u16,
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))] host: &Host,
+        endpoint: &Endpoint,
         notice: NoticeHandler,
         #[cfg(feature = "tls")] plan: &mut crate::tls::Plan,
     ) -> Result<Client> {
-        let sock = match host {
-            Host::Tcp(h) => {
-                let s = TcpStream::connect((h.as_str(), port))
-                    .await
-                    .map_err(|e| Error::io(format!("connection to {} failed", describe(host, port)), e))?;
-                let _ = s.set_nodelay(true);
-                Socket::Tcp(s)
-            }
-            Host::Unix(dir) => {
-                let path = dir.join(format!(".s.PGSQL.{port}"));
-                let s = UnixStream::connect(&path)
-                    .await
-                    .map_err(|e| Error::io(format!("connection to socket {:?} failed", path), e))?;
-                Socket::Unix(s)
-            }
-        };
+        let sock = crate::connect::connect_socket(cfg, endpoint).await?;
         // TLS (or not) before anything else is sent: SSLRequest and the handshake, per sslmode.
         #[cfg(feature = "tls")]
-        let (sock, tls) = plan.negotiate(cfg, host, port, sock).await?;
+        let (sock, tls) = plan.negotiate(cfg, host, endpoint, sock).await?;
         #[cfg(not(feature = "tls"))]
-        let tls = match host {
-            Host::Tcp(_) if cfg.sslmode.requires_tls() => {
+        let tls = match endpoint {
+            Endpoint::Tcp(_) if cfg.sslmode.requires_tls() => {
                 return Err(Error::new(
-                    ErrorKind::Tls,
+                    crate::error::ErrorKind::Tls,
                     format!("sslmode={} needs TLS, but pgrepl was built without the `tls` feature", cfg.sslmode),
                 ))
             }
@@ -749,14 +722,6 @@ struct CancelOnDrop(Arc<AtomicBool>);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-fn describe(host: &Host, port: u16) -> String {
-    match host {
-        Host::Tcp(h) if h.contains(':') => format!("[{h}]:{port}"),
-        Host::Tcp(h) => format!("{h}:{port}"),
-        Host::Unix(d) => format!("{}/.s.PGSQL.{port}", d.display()),
     }
 }
 

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Timeout,
     /// TLS negotiation failed or TLS was required and not available.
     Tls,
+    /// No host listed had the kind of server `target_session_attrs` asks for (read-write, standby, …).
+    TargetSessionAttrs,
     /// The replication slot is invalidated or otherwise unusable; retrying will not help.
     SlotInvalid,
 }
@@ -207,6 +209,7 @@ impl fmt::Display for Error {
             ErrorKind::Closed => "connection closed",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Tls => "TLS error",
+            ErrorKind::TargetSessionAttrs => "no suitable server",
             ErrorKind::SlotInvalid => "replication slot unusable",
         };
         f.write_str(what)?;

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod changes;
 pub mod client;
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod lsn;
 pub mod plugin;

@@ -27,8 +27,9 @@
 //! - With `prefer`, a failed TLS handshake (or a server error during startup over TLS) is followed by one
 //!   plaintext attempt, as libpq does — `prefer` never protected against an active attacker, who can simply
 //!   answer `N`. With `channel_binding=require` there is no plaintext retry, since it could not succeed.
-//! - With `hostaddr`, the configuration keeps no separate host name, so the certificate is checked against
-//!   (and SNI omitted for) that address, where libpq would use `host`: `verify-full` then needs an IP SAN.
+//! - With `hostaddr`, pgrepl connects to that address and, as libpq, checks the certificate against the `host`
+//!   given beside it and sends that name as SNI ([`crate::config::Host::Addr`]); `verify-full` with a
+//!   `hostaddr` and no `host` is refused ("host name must be specified for a verified SSL connection").
 //! - Unix-domain sockets never use TLS, whatever `sslmode` says (libpq skips SSLRequest on them too; the
 //!   server would answer `N`).
 //! - Client certificates: `sslcert`/`sslkey` (PEM; default `~/.postgresql/postgresql.crt` and `.key`, used
@@ -68,7 +69,7 @@
 //! ample; FIPS is not a goal.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -89,6 +90,7 @@ use tokio_rustls::TlsConnector;
 use crate::auth::TlsInfo;
 use crate::client::Socket;
 use crate::config::{ChannelBinding, Config, Host, SslCertMode, SslMode, SslNegotiation};
+use crate::connect::Endpoint;
 use crate::error::{Error, ErrorKind, Result};
 use crate::proto::frontend;
 
@@ -154,25 +156,31 @@ impl Plan {
         &mut self,
         cfg: &Config,
         host: &Host,
-        port: u16,
+        endpoint: &Endpoint,
         sock: Socket,
     ) -> Result<(Socket, Option<TlsInfo>)> {
         self.used_tls = false;
         self.handshake_failed = false;
-        let (mut tcp, name) = match (sock, host) {
-            (Socket::Tcp(tcp), Host::Tcp(name)) => (tcp, name.as_str()),
+        let (mut tcp, addr) = match (sock, endpoint) {
+            (Socket::Tcp(tcp), Endpoint::Tcp(addr)) => (tcp, *addr),
             (sock, _) => return Ok((sock, None)),
         };
-        let endpoint = || describe(name, port);
+        // The certificate is checked against (and SNI names) the host name, not the address connected to: for
+        // `hostaddr`, the `host` given beside it (libpq).
+        let name = host.tls_name();
+        let endpoint = || match name {
+            Some(n) if n != addr.ip().to_string() => format!("{} ({n})", addr),
+            _ => addr.to_string(),
+        };
         match self.attempt {
             Attempt::Plain => Ok((Socket::Tcp(tcp), None)),
             Attempt::Direct => {
-                let setup = TlsSetup::new(cfg, name)?;
+                let setup = TlsSetup::new(cfg, name, addr.ip())?;
                 self.handshake(setup, tcp, true, &endpoint()).await
             }
             Attempt::Preferred | Attempt::Required => match ssl_request(&mut tcp, &endpoint()).await? {
                 SslAnswer::Tls => {
-                    let setup = TlsSetup::new(cfg, name)?;
+                    let setup = TlsSetup::new(cfg, name, addr.ip())?;
                     self.handshake(setup, tcp, false, &endpoint()).await
                 }
                 SslAnswer::Plain if self.attempt == Attempt::Preferred => Ok((Socket::Tcp(tcp), None)),
@@ -306,14 +314,6 @@ fn handshake_error(e: std::io::Error, endpoint: &str) -> Error {
     }
 }
 
-fn describe(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // rustls configuration
 // ---------------------------------------------------------------------------------------------------------------
@@ -325,13 +325,25 @@ struct TlsSetup {
 }
 
 impl TlsSetup {
-    fn new(cfg: &Config, host: &str) -> Result<TlsSetup> {
+    /// `name`: what the certificate must name (`sslmode=verify-full`) and SNI carries; `None` when the host was
+    /// given only as `hostaddr`, which `verify-full` refuses (libpq: "host name must be specified"). `addr`: the
+    /// address connected to.
+    fn new(cfg: &Config, name: Option<&str>, addr: IpAddr) -> Result<TlsSetup> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let algs = provider.signature_verification_algorithms;
         let roots = trust_anchors(cfg)?;
-        let parsed_name = ServerName::try_from(host.to_owned()).ok();
+        let parsed_name = name.and_then(|n| ServerName::try_from(n.to_owned()).ok());
         let verifier: Arc<dyn ServerCertVerifier> = match (cfg.sslmode, roots) {
             (SslMode::VerifyFull, Some(roots)) => {
+                let Some(host) = name else {
+                    return Err(Error::config(
+                        "host",
+                        format!(
+                            "host name must be specified for a verified SSL connection (sslmode=verify-full with \
+                             hostaddr={addr} and no host)"
+                        ),
+                    ));
+                };
                 if parsed_name.is_none() {
                     return Err(Error::config(
                         "host",
@@ -371,9 +383,9 @@ impl TlsSetup {
         config.enable_sni = cfg.sslsni;
         // Every handshake carries the certificate, which channel binding hashes.
         config.resumption = Resumption::disabled();
-        // A name that is neither DNS nor IP can only be used where names are not checked; an IP name makes
-        // rustls send no SNI.
-        let server_name = parsed_name.unwrap_or(ServerName::IpAddress(IpAddr::V4(Ipv4Addr::UNSPECIFIED).into()));
+        // No name, or one that is neither DNS nor IP, can only be used where names are not checked: the address
+        // stands in (an IP name makes rustls send no SNI).
+        let server_name = parsed_name.unwrap_or(ServerName::IpAddress(addr.into()));
         Ok(TlsSetup { config: Arc::new(config), server_name })
     }
 }
@@ -1018,7 +1030,7 @@ UAPa9q/p4Yj0aOfnlRW/HcGJRAQ=
         let host = Host::Tcp("127.0.0.1".into());
         let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let mut plan = Plan::new(&c, &host);
-        let r = plan.negotiate(&c, &host, port, Socket::Tcp(tcp)).await;
+        let r = plan.negotiate(&c, &host, &Endpoint::Tcp(([127, 0, 0, 1], port).into()), Socket::Tcp(tcp)).await;
         (server.await.unwrap(), r)
     }
 
@@ -1057,7 +1069,8 @@ UAPa9q/p4Yj0aOfnlRW/HcGJRAQ=
         let host = Host::Tcp("127.0.0.1".into());
         let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let mut plan = Plan::new(&c, &host);
-        let (mut sock, _) = plan.negotiate(&c, &host, port, Socket::Tcp(tcp)).await.unwrap();
+        let (mut sock, _) =
+            plan.negotiate(&c, &host, &Endpoint::Tcp(([127, 0, 0, 1], port).into()), Socket::Tcp(tcp)).await.unwrap();
         let mut b = [0u8; 1];
         sock.read_exact(&mut b).await.unwrap();
         sock.write_all(b"y").await.unwrap();
@@ -1138,7 +1151,10 @@ UAPa9q/p4Yj0aOfnlRW/HcGJRAQ=
             let host = Host::Tcp("127.0.0.1".into());
             let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
             let (mut server, _) = listener.accept().await.unwrap();
-            let (sock, tls) = Plan::new(&c, &host).negotiate(&c, &host, port, Socket::Tcp(tcp)).await.unwrap();
+            let (sock, tls) = Plan::new(&c, &host)
+                .negotiate(&c, &host, &Endpoint::Tcp(([127, 0, 0, 1], port).into()), Socket::Tcp(tcp))
+                .await
+                .unwrap();
             assert!(matches!(sock, Socket::Tcp(_)) && tls.is_none());
             drop(sock);
             let mut rest = Vec::new();

@@ -28,14 +28,15 @@
 //! Every malformed input is an [`Error`] of kind [`ErrorKind::Config`](crate::error::ErrorKind::Config) naming the offending option (or `URI`);
 //! no message ever contains a password. Nothing here panics on any input.
 //!
+//! `hostaddr` entries become [`Host::Addr`]: the address is connected to, and the `host` beside it is kept for
+//! TLS (certificate name and SNI) and `.pgpass`, as libpq does.
+//!
 //! Differences from libpq, on purpose:
 //! - `dbname` is expanded when it holds a connection string (contains `=`, or starts with `postgres://` /
 //!   `postgresql://`) in a `key=value` string and in a URI's `?dbname=` — libpq does this only for
 //!   `PQconnectdbParams(expand_dbname)` (that is, psql's `-d`). Only the first `dbname` is expanded; its settings
 //!   override those before it, and later ones override it. [`Config::render`] wraps a literal database name that
 //!   would be mistaken for a connection string so that it parses back unchanged.
-//! - `hostaddr` is used as the address to connect to, replacing `host` (whose only remaining use is to find the
-//!   `.pgpass` entry). libpq also keeps `host` for TLS host-name verification.
 //! - A password from `.pgpass` is looked up per host, like libpq; [`Config::password`] is set only when every
 //!   host got the same one, so a password meant for one server is never sent to another. Use
 //!   [`Config::password_for`] to get the password for a given host.
@@ -91,9 +92,13 @@ fn default_socket_dir_with(is_dir: &dyn Fn(&Path) -> bool) -> PathBuf {
 
 /// Resolved connection settings.
 ///
+/// Built by parsing ([`Config::parse`], [`Config::from_env_and_str`]); its fields are public to read and adjust,
+/// and it is `#[non_exhaustive]` so that new options do not break code outside this crate.
+///
 /// `Debug` never shows a password. [`Config::render`] does include it (so that the string connects the same way):
 /// do not log a rendered string.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// The endpoints to try, in order; never empty when built by this module.
     pub hosts: Vec<(Host, u16)>,

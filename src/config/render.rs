@@ -1,7 +1,7 @@
 //! [`Config::render`]: a `Config` back into a connection string that parses to it.
 
 use super::parse::{is_c_space, recognized_connection_string};
-use super::{ChannelBinding, Config, SslCertMode, SslNegotiation, TargetSessionAttrs};
+use super::{ChannelBinding, Config, Host, SslCertMode, SslNegotiation, TargetSessionAttrs};
 use crate::auth::RequireAuth;
 
 impl Config {
@@ -18,6 +18,10 @@ impl Config {
             let hosts: Vec<String> = self.hosts.iter().map(|(h, _)| h.as_conninfo()).collect();
             let ports: Vec<String> = self.hosts.iter().map(|(_, p)| p.to_string()).collect();
             kv("host", &hosts.join(","));
+            if self.hosts.iter().any(|(h, _)| matches!(h, Host::Addr { .. })) {
+                let addrs: Vec<&str> = self.hosts.iter().map(|(h, _)| h.hostaddr_conninfo()).collect();
+                kv("hostaddr", &addrs.join(","));
+            }
             kv("port", &ports.join(","));
         }
         kv("user", &self.user);

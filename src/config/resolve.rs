@@ -221,7 +221,7 @@ pub(super) fn resolve(raw: &Raw, sys: &Sys<'_>) -> Result<(Config, Vec<String>)>
             if let Some((_, g)) = &hostaddrs {
                 validate_hostaddr(a, g)?;
             }
-            Host::Tcp(a.clone())
+            Host::Addr { addr: a.clone(), name: name.cloned() }
         } else if let Some(h) = name {
             Host::from_conninfo(h)
         } else {

@@ -54,6 +54,10 @@ fn tcp(h: &str, port: u16) -> (Host, u16) {
     (Host::Tcp(h.to_owned()), port)
 }
 
+fn addr(a: &str, name: Option<&str>, port: u16) -> (Host, u16) {
+    (Host::Addr { addr: a.to_owned(), name: name.map(str::to_owned) }, port)
+}
+
 fn unix(d: &str, port: u16) -> (Host, u16) {
     (Host::Unix(PathBuf::from(d)), port)
 }
@@ -245,13 +249,23 @@ fn bad_ports() {
 #[test]
 fn hostaddr() {
     let c = p("hostaddr=127.0.0.1 port=5433").unwrap();
-    assert_eq!(c.hosts, vec![tcp("127.0.0.1", 5433)]);
+    assert_eq!(c.hosts, vec![addr("127.0.0.1", None, 5433)]);
+    assert_eq!(c.hosts[0].0.tls_name(), None);
+    // The host name stays beside its address: TLS verifies it and .pgpass looks it up.
     let c = p("host=db1,db2 hostaddr=10.0.0.1,::1").unwrap();
-    assert_eq!(c.hosts, vec![tcp("10.0.0.1", 5432), tcp("::1", 5432)]);
-    // An empty hostaddr element falls back to the host.
+    assert_eq!(c.hosts, vec![addr("10.0.0.1", Some("db1"), 5432), addr("::1", Some("db2"), 5432)]);
+    assert_eq!(c.hosts[1].0.tls_name(), Some("db2"));
+    assert_eq!(c.hosts[1].0.to_string(), "::1 (db2)");
+    // An empty hostaddr element falls back to the host; an empty host element leaves the address nameless.
     let c = p("host=db1,db2 hostaddr=10.0.0.1,").unwrap();
-    assert_eq!(c.hosts, vec![tcp("10.0.0.1", 5432), tcp("db2", 5432)]);
-    assert_eq!(p("hostaddr=fe80::1%eth0").unwrap().hosts, vec![tcp("fe80::1%eth0", 5432)]);
+    assert_eq!(c.hosts, vec![addr("10.0.0.1", Some("db1"), 5432), tcp("db2", 5432)]);
+    let c = p("host=,db2 hostaddr=10.0.0.1,10.0.0.2").unwrap();
+    assert_eq!(c.hosts, vec![addr("10.0.0.1", None, 5432), addr("10.0.0.2", Some("db2"), 5432)]);
+    assert_eq!(p("hostaddr=fe80::1%eth0").unwrap().hosts, vec![addr("fe80::1%eth0", None, 5432)]);
+    for s in ["host=,db2 hostaddr=10.0.0.1,10.0.0.2 port=1,2", "host=a,/tmp hostaddr=,1.2.3.4", "hostaddr=::1"] {
+        let c = p(s).unwrap();
+        assert_eq!(p(&c.render()).unwrap(), c, "{s} -> {}", c.render());
+    }
     let e = err("hostaddr=db.example.com");
     assert!(e.contains("\"hostaddr\"") && e.contains("db.example.com"), "{e}");
     let e = err("host=a,b,c hostaddr=1.2.3.4,5.6.7.8");
@@ -963,6 +977,11 @@ fn host_strategy() -> impl Strategy<Value = Host> {
         text(12).prop_filter("tcp", move |s| no_comma(s) && !is_unixsock_path(s)).prop_map(Host::Tcp),
         text(12).prop_filter("unix", move |s| no_comma(s)).prop_map(|s| Host::Unix(PathBuf::from(format!("/{s}")))),
         Just(Host::Unix(PathBuf::from("@abstract"))),
+        (
+            prop_oneof![Just("10.0.0.1"), Just("::1"), Just("fe80::1%eth0")],
+            proptest::option::of("[a-z0-9][a-z0-9.-]{0,20}|/[a-z]{1,8}")
+        )
+            .prop_map(|(a, name)| Host::Addr { addr: a.to_owned(), name }),
     ]
 }
 

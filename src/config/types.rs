@@ -3,14 +3,25 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// Where to connect.
+/// Where to connect: one entry of `host` / `hostaddr`.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
 pub enum Host {
     /// A host name or IP address (IPv6 without brackets).
     Tcp(String),
     /// A Unix socket *directory*; the socket is `<dir>/.s.PGSQL.<port>`. A path starting with `@` names
     /// Linux's abstract namespace (libpq 14+).
     Unix(PathBuf),
+    /// A numeric address from `hostaddr`, connected to over TCP without a name lookup, and the `host` given
+    /// beside it (`None` when there is none). As in libpq the name, not the address, is what TLS checks the
+    /// server certificate against (`sslmode=verify-full` without a name is refused) and sends as SNI, and what
+    /// finds the `.pgpass` entry.
+    Addr {
+        /// The address to connect to (IPv4, or IPv6 without brackets, with an optional `%zone`).
+        addr: String,
+        /// The `host` value given for this entry.
+        name: Option<String>,
+    },
 }
 
 impl Host {
@@ -29,18 +40,43 @@ impl Host {
         matches!(self, Host::Unix(_))
     }
 
-    /// The value as written in a connection string.
+    /// The name a server certificate is checked against and sent as SNI: the host name (or address) for
+    /// [`Host::Tcp`], the `host` given beside the address for [`Host::Addr`]; `None` for a socket directory
+    /// and for an address given without a name.
+    pub fn tls_name(&self) -> Option<&str> {
+        match self {
+            Host::Tcp(h) => Some(h),
+            Host::Addr { name, .. } => name.as_deref(),
+            Host::Unix(_) => None,
+        }
+    }
+
+    /// The `host` value as written in a connection string (empty for an address given without a name).
     pub(super) fn as_conninfo(&self) -> String {
         match self {
             Host::Tcp(h) => h.clone(),
             Host::Unix(p) => p.to_string_lossy().into_owned(),
+            Host::Addr { name, .. } => name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The `hostaddr` value as written in a connection string (empty when there is none).
+    pub(super) fn hostaddr_conninfo(&self) -> &str {
+        match self {
+            Host::Addr { addr, .. } => addr,
+            _ => "",
         }
     }
 }
 
+/// The `host` value, or for [`Host::Addr`] the address followed by the name in parentheses.
 impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.as_conninfo())
+        match self {
+            Host::Addr { addr, name: Some(name) } => write!(f, "{addr} ({name})"),
+            Host::Addr { addr, name: None } => f.write_str(addr),
+            _ => f.write_str(&self.as_conninfo()),
+        }
     }
 }
 
@@ -50,6 +86,7 @@ pub(super) fn is_unixsock_path(s: &str) -> bool {
 
 /// `sslmode`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+#[non_exhaustive]
 pub enum SslMode {
     /// Never TLS.
     Disable,
@@ -107,6 +144,7 @@ pub type ChannelBinding = crate::auth::ChannelBindingMode;
 
 /// `target_session_attrs`: which kind of server is acceptable when several hosts are listed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+#[non_exhaustive]
 pub enum TargetSessionAttrs {
     /// Any server (the default).
     #[default]
@@ -151,6 +189,7 @@ impl TargetSessionAttrs {
 
 /// `sslcertmode` (libpq 16): whether a client certificate may be sent.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+#[non_exhaustive]
 pub enum SslCertMode {
     /// Never send a client certificate, even when `sslcert` (or `~/.postgresql/postgresql.crt`) exists.
     Disable,
@@ -180,6 +219,7 @@ impl SslCertMode {
 
 /// `sslnegotiation` (libpq 17): how TLS is started.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+#[non_exhaustive]
 pub enum SslNegotiation {
     /// SSLRequest first, then the TLS handshake (the default; works with every server).
     #[default]
