@@ -456,6 +456,49 @@ async fn server_certificate_names_and_authorities() {
     assert!(!ssl_in_use(&ci(&format!("sslmode=prefer {ca}"))).await.unwrap());
 }
 
+/// `hostaddr` with TLS, as libpq: the address is connected to, the certificate is checked against `host`.
+#[tokio::test]
+async fn hostaddr_checks_the_certificate_against_host_not_the_address() {
+    let pki = Pki::new();
+    pki.leaf(Leaf { name: "dns_only", san: "DNS:localhost", ..Leaf::default() });
+    let cluster = tls_cluster(&pki);
+    let ca = format!("sslrootcert={}", pki.p("ca.crt"));
+    let ci = |extra: &str| conninfo(&cluster, "u_scram", &format!("sslmode=verify-full {ca} {extra}"));
+
+    // The certificate names localhost and 127.0.0.1: the address matches, the host name does not (psql:
+    // "does not match host name wrong.example").
+    assert_fails(
+        ssl_in_use(&ci("host=wrong.example hostaddr=127.0.0.1")).await,
+        ErrorKind::Tls,
+        "certificate not valid for name",
+        "verify-full, host=wrong.example hostaddr=127.0.0.1",
+    );
+    assert!(ssl_in_use(&ci("host=localhost hostaddr=127.0.0.1")).await.unwrap());
+    // No host name beside the address: nothing to verify, refused as libpq refuses it.
+    assert_fails(
+        ssl_in_use(&ci("host='' hostaddr=127.0.0.1")).await,
+        ErrorKind::Config,
+        "host name must be specified for a verified SSL connection",
+        "verify-full, hostaddr only",
+    );
+    // verify-ca checks no name: the wrong host name does not matter there.
+    let verify_ca =
+        conninfo(&cluster, "u_scram", &format!("sslmode=verify-ca {ca} host=wrong.example hostaddr=127.0.0.1"));
+    assert!(ssl_in_use(&verify_ca).await.unwrap());
+
+    // The reverse: a certificate with only the DNS name verifies through hostaddr when host names it, and not
+    // when the host is the bare address.
+    install_cert(&cluster, &pki, "dns_only");
+    restart(&cluster);
+    assert!(ssl_in_use(&ci("host=localhost hostaddr=127.0.0.1")).await.unwrap());
+    assert_fails(
+        ssl_in_use(&ci("host=127.0.0.1")).await,
+        ErrorKind::Tls,
+        "certificate not valid for name",
+        "verify-full, DNS-only certificate, host=127.0.0.1",
+    );
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Client certificates, channel binding, require_auth
 // ---------------------------------------------------------------------------------------------------------------

@@ -323,6 +323,74 @@ impl TempCluster {
         self.check_pg_ctl(out, "start")
     }
 
+    /// A hot standby of this cluster: stops this one (`-m fast`), copies its data directory into a new cluster
+    /// with `standby.signal` on its own port, starts it, and starts this one again. The standby replays nothing
+    /// (no `primary_conninfo`): it serves read-only sessions (`pg_is_in_recovery()` true, `in_hot_standby` on)
+    /// with the data this cluster had when it stopped. Its Drop stops and removes it like any cluster's.
+    pub fn start_standby(&self) -> io::Result<TempCluster> {
+        self.stop()?;
+        let standby = self.copy_as_standby();
+        let again = self.start_again();
+        let standby = standby?;
+        again?;
+        Ok(standby)
+    }
+
+    fn copy_as_standby(&self) -> io::Result<TempCluster> {
+        let base = self.root.parent().ok_or_else(|| other("cluster directory has no parent"))?;
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let root = base.join(format!("{}{}-{}", CLUSTER_PREFIX, std::process::id(), n));
+        if root.exists() {
+            let _ = fs::remove_dir_all(&root);
+        }
+        fs::create_dir(&root)?;
+        let mut standby = TempCluster {
+            data: root.join("data"),
+            log: root.join("postgres.log"),
+            root,
+            bin_dir: self.bin_dir.clone(),
+            port: 0,
+            superuser: self.superuser.clone(),
+            runuser: self.runuser.clone(),
+            ipv6: false,
+            plugin_allowlist: self.plugin_allowlist,
+        };
+        run_checked(Command::new("cp").arg("-a").arg(&self.data).arg(&standby.data), "cp")?;
+        fs::write(standby.data.join("standby.signal"), "")?;
+        if standby.runuser.is_some() {
+            run_checked(Command::new("chown").arg("-R").arg("postgres").arg(&standby.root), "chown")?;
+        }
+        let conf = fs::read_to_string(standby.data.join("postgresql.conf"))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (port, ipv6) = pick_port(true)?;
+            standby.port = port;
+            standby.ipv6 = ipv6;
+            let listen = if ipv6 { "127.0.0.1,::1" } else { "127.0.0.1" };
+            // Later lines win: the copy's own port, socket directory and listen addresses.
+            let ours = format!(
+                "{conf}\n# ---- pgrepl test standby ----\nlisten_addresses = {}\nport = {port}\n\
+                 unix_socket_directories = {}\nhot_standby = on\n",
+                conf_string(listen),
+                conf_string(&standby.root.to_string_lossy())
+            );
+            fs::write(standby.data.join("postgresql.conf"), ours)?;
+            let started = standby.start_again();
+            if !standby.log_says_port_busy() {
+                started?;
+                return Ok(standby);
+            }
+            if started.is_ok() {
+                stop_immediate(standby.runuser.as_deref(), &standby.bin_dir, &standby.data, &standby.root);
+            }
+            if attempt >= PORT_ATTEMPTS {
+                return Err(other(format!("the standby could not bind a port in {attempt} attempts")));
+            }
+            let _ = fs::remove_file(&standby.log);
+        }
+    }
+
     /// The server log (`pg_ctl -l`).
     pub fn log_path(&self) -> PathBuf {
         self.log.clone()
