@@ -20,10 +20,13 @@
 //! (`$USER`, `$LOGNAME`, else the effective uid's name in `/etc/passwd`); the database is named after the user.
 //! A host that starts with `/` (or `@`, Linux's abstract socket namespace) is a Unix socket *directory*.
 //!
-//! Unknown options are an error, as in libpq. libpq options that pgrepl does not implement are refused when
-//! ignoring them could weaken security or change where pgrepl connects (`service`, `sslcrl`, `requirepeer`,
-//! `gssencmode=require`, …) and accepted and ignored when they are no-ops for pgrepl (`gssencmode=disable`,
-//! `krbsrvname`, `sslcompression`, `load_balance_hosts=disable`, …).
+//! Unknown options are an error, as in libpq. Every option that is accepted is honoured as libpq honours it
+//! (connecting: [`crate::connect`]). libpq options that pgrepl does not implement are refused (`service`,
+//! `sslcrl`, `requirepeer`, `gssencmode=require`, …), except values that ask for what pgrepl does anyway:
+//! `gssencmode=disable`/`prefer` and `krbsrvname`, `gsslib`, `gssdelegation` (pgrepl has no GSSAPI, like a libpq
+//! built without it), `sslcompression` (ignored by libpq 14+ too), `load_balance_hosts=disable` (hosts in order),
+//! `ssl_min_protocol_version` up to TLSv1.2 and `ssl_max_protocol_version=TLSv1.3` (pgrepl speaks TLS 1.2 and
+//! 1.3).
 //!
 //! Every malformed input is an [`Error`] of kind [`ErrorKind::Config`](crate::error::ErrorKind::Config) naming the offending option (or `URI`);
 //! no message ever contains a password. Nothing here panics on any input.
