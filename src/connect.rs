@@ -1,7 +1,7 @@
 //! Connecting as libpq does: the hosts in order, each host's addresses in order, TCP socket options set before
 //! `connect()`, `connect_timeout` per address, and `target_session_attrs` checked on each established session.
 //!
-//! [`crate::client::Client::connect`] runs [`connect`]; TLS negotiation and the startup exchange of one attempt
+//! [`crate::client::Client::connect`] runs `connect`; TLS negotiation and the startup exchange of one attempt
 //! stay in [`crate::client`] and [`crate::tls`].
 //!
 //! - **Addresses.** A host name is resolved and each of its addresses tried in turn; a `hostaddr` entry

@@ -2,14 +2,14 @@
 //! (made from a copy of the stopped primary's data directory), on plain and replication connections; the TCP
 //! keepalive options and `tcp_user_timeout` read back from the connected socket; `connect_timeout` per host.
 
-#![cfg(feature = "cluster")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::sync::Arc;
 
 use pgrepl::client::{Client, NoticeHandler};
-use pgrepl::cluster::{ClusterOptions, TempCluster};
 use pgrepl::config::Config;
 use pgrepl::ErrorKind;
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 async fn connect(conninfo: &str) -> pgrepl::Result<Client> {
     let cfg = Config::parse(conninfo)?;
