@@ -140,7 +140,7 @@ fn run_pgrepl(payloads: &[Vec<u8>], v2: bool) -> usize {
     } else {
         let mut d = AnyDecoder::new();
         for p in payloads {
-            let mut it = d.feed(p).unwrap();
+            let mut it = d.events(p).unwrap();
             while let Some(ev) = it.next() {
                 let ev = ev.unwrap();
                 n += match &ev {
@@ -252,7 +252,7 @@ fn main() {
         {
             let mut d = AnyDecoder::new();
             for p in &payloads {
-                events += d.feed(p).unwrap().count();
+                events += d.events(p).unwrap().count();
             }
         }
         let mb = bytes as f64 / 1e6;

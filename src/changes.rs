@@ -504,7 +504,7 @@ impl ChangeStream {
     fn is_heartbeat(&mut self, x: &XLogData) -> Result<bool> {
         self.probe.reset();
         let beat = matches!(
-            self.probe.feed(&x.data)?.next(),
+            self.probe.events(&x.data)?.next(),
             Some(Ok(Event::Message(m))) if !m.transactional && m.prefix == HEARTBEAT_PREFIX
         );
         self.probe.reset();
@@ -538,7 +538,7 @@ impl ChangeStream {
                 // the commit LSN is on the Begin (format 2 B / format 1 chunk header with include-lsn)
                 self.probe.reset();
                 let mut commit = None;
-                if let Some(Ok(Event::Begin(t))) = self.probe.feed(&x.data)?.next() {
+                if let Some(Ok(Event::Begin(t))) = self.probe.events(&x.data)?.next() {
                     commit = t.next_lsn;
                 }
                 self.probe.reset();
@@ -655,7 +655,7 @@ impl<'s> Payload<'s> {
     }
     /// Decode the payload into events (zero or more; one for format 2).
     pub fn events(&mut self) -> Result<Events<'_, 's>> {
-        self.decoder.feed(&self.data.data)
+        self.decoder.events(&self.data.data)
     }
     /// Decode the payload and call `f` on each event, handing each one's storage back for reuse afterwards (what
     /// [`Payload::events`] with [`Events::recycle`] does, in a loop the compiler sees whole: no event is moved

@@ -5,7 +5,8 @@
 //! Layers (imports point down only):
 //! - [`client`], [`stream`]: the thin tokio driver (sockets, timers, feedback, reconnect);
 //! - [`proto`], [`auth`], [`config`], [`lsn`], [`error`]: the sans-IO protocol core, which never touches tokio;
-//! - [`wal2json`]: the decoder, independent of networking.
+//! - [`plugin`]: output plugins' rules and decoders ([`wal2json`], test_decoding) into the plugin-neutral typed
+//!   [`event`]s, independent of networking.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -15,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod event;
 pub mod lsn;
 pub mod plugin;
 pub mod proto;

@@ -27,7 +27,7 @@ fn any_events(d: &mut AnyDecoder, p: &[u8]) -> Result<Vec<Event<'static>>, Strin
 }
 
 fn chunked_events(d: &mut ChunkedDecoder, p: &[u8]) -> Result<Vec<Event<'static>>, String> {
-    match d.feed(p) {
+    match d.events(p) {
         Ok(it) => it.map(|e| e.map(|e| e.into_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     }
@@ -52,8 +52,8 @@ fn wal2json_v1(name: &str, data: &[u8]) {
     }
     let mut c = ChunkedDecoder::new();
     let header = br#"{"xid":1,"change":["#;
-    assert_eq!(c.feed(header).unwrap().count(), 1);
-    if let Ok(events) = c.feed(data) {
+    assert_eq!(c.events(header).unwrap().count(), 1);
+    if let Ok(events) = c.events(data) {
         for e in events {
             let _ = e;
         }

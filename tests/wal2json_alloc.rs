@@ -127,7 +127,7 @@ fn any_decoder_format2_zero_allocations() {
     let mut d = AnyDecoder::new();
     let run = |d: &mut AnyDecoder| {
         for p in &payloads {
-            let mut it = d.feed(p).unwrap();
+            let mut it = d.events(p).unwrap();
             while let Some(ev) = it.next() {
                 let ev = ev.unwrap();
                 it.recycle(ev);
@@ -150,7 +150,7 @@ fn chunked_million_rows_bounded_memory() {
     let mut events = 0usize;
     let mut checksum = 0u64;
     let mut feed = |d: &mut ChunkedDecoder, chunk: &[u8]| {
-        let mut it = d.feed(chunk).unwrap();
+        let mut it = d.events(chunk).unwrap();
         while let Some(ev) = it.next() {
             let ev = ev.unwrap();
             if let Event::Insert(c) = &ev {

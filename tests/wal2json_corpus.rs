@@ -396,7 +396,7 @@ struct Stats {
 
 fn decode_all(dec: &mut AnyDecoder, p: &[u8]) -> Vec<Event<'static>> {
     let mut evs = Vec::new();
-    let it = dec.feed(p).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(p)));
+    let it = dec.events(p).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(p)));
     for ev in it {
         evs.push(ev.unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(p))).into_owned());
     }

@@ -799,7 +799,7 @@ fn all_transactional(mut tx: GTx) -> GTx {
 fn feed_all(d: &mut AnyDecoder, payloads: &[Vec<u8>]) -> Result<Vec<Event<'static>>, pgrepl::Error> {
     let mut v = Vec::new();
     for p in payloads {
-        for ev in d.feed(p)? {
+        for ev in d.events(p)? {
             v.push(ev?.into_owned());
         }
     }
@@ -864,7 +864,7 @@ proptest! {
             prop_assert!(matches!(fmt, Format::V1Chunk(_)), "{:?} {}", fmt, String::from_utf8_lossy(c));
             let b = boundary_after(c).unwrap();
             prop_assert_eq!(b, if i == 0 { Boundary::Begin } else if i + 1 == chunks.len() { Boundary::End } else { Boundary::Inside });
-            for ev in d.feed(c).map_err(|e| TestCaseError::fail(format!("{e}\n{}", show(&chunks))))? {
+            for ev in d.events(c).map_err(|e| TestCaseError::fail(format!("{e}\n{}", show(&chunks))))? {
                 got.push(ev.map_err(|e| TestCaseError::fail(format!("{e}\n{}", show(&chunks))))?.into_owned());
             }
             prop_assert_eq!(d.in_transaction(), i + 1 < chunks.len());
@@ -901,7 +901,7 @@ proptest! {
     #[test]
     fn never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
         let mut d = AnyDecoder::new();
-        if let Ok(evs) = d.feed(&bytes) {
+        if let Ok(evs) = d.events(&bytes) {
             for ev in evs.take(1000) {
                 let _ = ev;
             }
@@ -921,7 +921,7 @@ proptest! {
             let c = cut.index(p.len() + 1);
             for q in [&p[..], &p[..c]] {
                 let mut d = AnyDecoder::new();
-                if let Ok(evs) = d.feed(q) {
+                if let Ok(evs) = d.events(q) {
                     for ev in evs.take(1000) {
                         let _ = ev;
                     }
@@ -989,7 +989,7 @@ fn corpus_mutations_never_panic() {
                     }
                 }
             }
-            if let Ok(evs) = d.feed(&q) {
+            if let Ok(evs) = d.events(&q) {
                 for ev in evs.take(100_000) {
                     if ev.is_ok() {
                         decoded += 1;

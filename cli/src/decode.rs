@@ -187,7 +187,7 @@ impl<W: Write> Sink<W> {
             }
             Output::Json | Output::None => {
                 let json = self.mode == Output::Json;
-                let mut events = self.decoder.feed(p)?;
+                let mut events = self.decoder.events(p)?;
                 while let Some(ev) = events.next() {
                     let ev = ev?;
                     if json {

@@ -17,7 +17,7 @@ impl JsonOut {
     /// Decode `payload` and append one JSON object per event, each followed by a newline. With `write` false,
     /// decode only (for `--output none`).
     pub fn write(&mut self, payload: &[u8], buf: &mut Vec<u8>, write: bool) -> Result<usize, Error> {
-        let mut events = self.decoder.feed(payload)?;
+        let mut events = self.decoder.events(payload)?;
         let mut n = 0;
         while let Some(ev) = events.next() {
             let ev = ev?;

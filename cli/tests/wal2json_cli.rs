@@ -42,7 +42,7 @@ fn decode_recvlogical_style_files() {
         for p in &payloads {
             file.extend_from_slice(p);
             file.push(b'\n');
-            for ev in d.feed(p).unwrap() {
+            for ev in d.events(p).unwrap() {
                 write_event(&mut expected, &ev.unwrap());
                 expected.push(b'\n');
             }

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
             "AnyDecoder and ChunkedDecoder differ on {:?}",
             String::from_utf8_lossy(p)
         );
-        let observed = observer.observe(p);
+        let observed = observer.classify(p);
         if let Ok(events) = &res {
             for ev in events {
                 writer_round_trip(ev);

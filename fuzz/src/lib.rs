@@ -243,7 +243,7 @@ pub fn events_of(
     payload: &[u8],
 ) -> pgrepl::Result<Vec<pgrepl::wal2json::Event<'static>>> {
     let mut out = Vec::new();
-    for ev in d.feed(payload)? {
+    for ev in d.events(payload)? {
         out.push(ev?.into_owned());
     }
     Ok(out)
@@ -255,7 +255,7 @@ pub fn any_events_of(
     payload: &[u8],
 ) -> pgrepl::Result<Vec<pgrepl::wal2json::Event<'static>>> {
     let mut out = Vec::new();
-    for ev in d.feed(payload)? {
+    for ev in d.events(payload)? {
         out.push(ev?.into_owned());
     }
     Ok(out)

@@ -11,6 +11,29 @@
 //! after the first message past it, which may be inside a transaction of such a plugin), and nothing is decoded.
 //! A new plugin (pgoutput) is a module here implementing [`OutputPlugin`] and a line in [`by_name`].
 //!
+//! # Typed decoding
+//! A plugin whose payloads pgrepl decodes also implements [`Decoding`]: it makes a [`Decode`]r, which turns
+//! payloads into the plugin-neutral [`Event`]s of [`crate::event`]. [`crate::changes::ChangeStream`] is generic
+//! over it (`ChangeStream<Wal2json>` by default, `ChangeStream<TestDecoding>`): it creates and checks the slot
+//! with the plugin's [`name`](OutputPlugin::name), asks for [`Decoding::stream_options`], and decodes, filters
+//! replays and recognises heartbeats through the decoder. [`OutputPlugin`] stays object-safe (the stream task
+//! holds a `dyn OutputPlugin`); [`Decoding`] and [`Decode`] have associated types and generic methods.
+//!
+//! # Decoder entry points: one naming scheme
+//! Every decoder (wal2json's [`Decoder`](crate::wal2json::Decoder), [`ChunkedDecoder`](crate::wal2json::ChunkedDecoder),
+//! [`AnyDecoder`](crate::wal2json::AnyDecoder), [`TestDecodingDecoder`]) uses the same names:
+//! - `events(payload)`: the payload's events, decoded lazily as they are pulled (an iterator; hand each event
+//!   back with `recycle` to reuse its storage);
+//! - `decode_each(payload, f)`: each event to `f`, recycled after it (the fastest loop; returns the count);
+//! - `decode(payload)`: the one event of a payload, for a decoder whose payloads are one event each (wal2json
+//!   format 2's [`Decoder`](crate::wal2json::Decoder));
+//! - `classify(payload)`: the payload's [`Boundary`], updating the decoder's transaction state without
+//!   decoding (as [`TxnClassifier::classify`] does);
+//! - `recycle(event)`, `reset()`, `in_transaction()`.
+//!
+//! The former names `feed` (now `events`), `decode_with` (now `decode_each`) and `observe` (now `classify`)
+//! remain as deprecated aliases.
+//!
 //! Sans IO: no tokio.
 
 mod test_decoding;
@@ -19,9 +42,11 @@ mod wal2json;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::error::Result;
+use crate::event::Event;
 use crate::lsn::Lsn;
 pub use crate::proto::feedback::Boundary;
-pub use test_decoding::{TestDecoding, TestDecodingTracker};
+pub use test_decoding::{TestDecoding, TestDecodingDecoder, TestDecodingEvents, TestDecodingTracker};
 pub use wal2json::{Wal2json, Wal2jsonTracker};
 
 /// Tracks where each payload of one stream sits in a transaction (a plugin may need state across payloads).
@@ -55,6 +80,46 @@ pub trait OutputPlugin: fmt::Debug + Send + Sync + 'static {
     /// Whether the plugin's messages show transaction boundaries at all (`false`: every message is a unit).
     fn knows_transactions(&self) -> bool {
         true
+    }
+}
+
+/// The events of one payload, decoded lazily as they are pulled (see [`Decode::events`]).
+pub trait EventIter<'a>: Iterator<Item = Result<Event<'a>>> {
+    /// Give an event's storage back for reuse.
+    fn recycle(&mut self, ev: Event<'_>);
+}
+
+/// A decoder of one plugin's payloads into typed [`Event`]s, for one stream (it may keep state across payloads:
+/// wal2json's write-in-chunks transactions, pgoutput's relation cache). Events borrow the payload (`'a`), not the
+/// decoder. See the module docs for the names.
+pub trait Decode: Send + 'static {
+    /// The iterator [`events`](Decode::events) returns.
+    type Events<'d, 'a>: EventIter<'a>
+    where
+        Self: 'd;
+    /// The payload's events (zero or more), decoded as they are pulled.
+    fn events<'d, 'a>(&'d mut self, payload: &'a [u8]) -> Result<Self::Events<'d, 'a>>;
+    /// Decode `payload` and call `f` on each event, recycling each afterwards. Returns the number of events.
+    fn decode_each<'a>(&mut self, payload: &'a [u8], f: impl FnMut(&Event<'a>)) -> Result<usize>;
+    /// Give an event's storage back for reuse (optional).
+    fn recycle(&mut self, ev: Event<'_>);
+    /// Forget any open transaction (after a reconnect, the server resends from a transaction boundary).
+    fn reset(&mut self);
+    /// Whether the payloads so far leave a transaction open.
+    fn in_transaction(&self) -> bool;
+}
+
+/// A plugin pgrepl decodes into typed [`Event`]s (what [`crate::changes::ChangeStream`] is generic over).
+pub trait Decoding: OutputPlugin + Clone {
+    /// Its decoder.
+    type Decoder: Decode;
+    /// A fresh decoder for one stream.
+    fn decoder(&self) -> Self::Decoder;
+    /// The options a [`ChangeStream`](crate::changes::ChangeStream) asks for by default: what its replay
+    /// filter and typed events need (wal2json: format 2 with xids, timestamps and LSNs; test_decoding: xids and
+    /// timestamps).
+    fn stream_options(&self) -> Vec<(String, Option<String>)> {
+        self.default_options()
     }
 }
 

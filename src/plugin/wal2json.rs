@@ -1,7 +1,10 @@
 //! wal2json's rules: formats 1 (whole documents and write-in-chunks) and 2.
 
-use super::{Boundary, OutputPlugin, TxnClassifier};
+use super::{Boundary, Decode, Decoding, EventIter, OutputPlugin, TxnClassifier};
+use crate::error::Result;
+use crate::event::Event;
 use crate::lsn::Lsn;
+use crate::wal2json::{AnyDecoder, Events};
 
 /// wal2json. Default options: none (the server's defaults: format 1); [`crate::changes`] asks for format 2.
 #[derive(Debug, Default, Clone, Copy)]
@@ -18,6 +21,51 @@ impl OutputPlugin for Wal2json {
     /// `include-lsn`; without it, the first change's LSN is all there is).
     fn commit_lsn(&self, payload: &[u8], wal_start: Lsn) -> Lsn {
         crate::wal2json::document_next_lsn(payload).unwrap_or(wal_start)
+    }
+}
+
+impl Decoding for Wal2json {
+    type Decoder = AnyDecoder;
+    fn decoder(&self) -> AnyDecoder {
+        AnyDecoder::new()
+    }
+    /// `format-version=2`, `include-xids`, `include-timestamp`, `include-lsn` (the replay filter reads the commit's
+    /// end from a `B`'s `nextlsn`).
+    fn stream_options(&self) -> Vec<(String, Option<String>)> {
+        ["format-version=2", "include-xids=1", "include-timestamp=1", "include-lsn=1"]
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect()
+    }
+}
+
+impl<'a> EventIter<'a> for Events<'_, 'a> {
+    #[inline]
+    fn recycle(&mut self, ev: Event<'_>) {
+        Events::recycle(self, ev);
+    }
+}
+
+impl Decode for AnyDecoder {
+    type Events<'d, 'a> = Events<'d, 'a>;
+    #[inline]
+    fn events<'d, 'a>(&'d mut self, payload: &'a [u8]) -> Result<Events<'d, 'a>> {
+        AnyDecoder::events(self, payload)
+    }
+    #[inline]
+    fn decode_each<'a>(&mut self, payload: &'a [u8], f: impl FnMut(&Event<'a>)) -> Result<usize> {
+        AnyDecoder::decode_each(self, payload, f)
+    }
+    #[inline]
+    fn recycle(&mut self, ev: Event<'_>) {
+        AnyDecoder::recycle(self, ev);
+    }
+    fn reset(&mut self) {
+        AnyDecoder::reset(self);
+    }
+    fn in_transaction(&self) -> bool {
+        AnyDecoder::in_transaction(self)
     }
 }
 

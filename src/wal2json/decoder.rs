@@ -6,9 +6,9 @@ use crate::error::{Error, Result};
 
 use std::borrow::Cow;
 
-use super::event::{Column, Event, PkColumn, Transaction, Value};
 use super::scan::Cursor;
 use super::{v1, v2, ChunkKind, Format};
+use crate::event::{Column, Event, PkColumn, Transaction, Value};
 
 /// Vecs kept for reuse, so that decoding allocates nothing per event in steady state.
 const POOL_VECS: usize = 16;
@@ -170,7 +170,17 @@ impl Decoder {
         self.scratch.recycle(ev);
     }
 
-    /// Decode, call `f`, recycle.
+    /// Decode the payload's one event, call `f` on it, recycle it. Returns the number of events (1).
+    #[inline]
+    pub fn decode_each<'a>(&mut self, payload: &'a [u8], f: impl FnOnce(&Event<'a>)) -> Result<usize> {
+        let ev = self.decode(payload)?;
+        f(&ev);
+        self.recycle(ev);
+        Ok(1)
+    }
+
+    /// Decode, call `f`, recycle, returning what `f` returns.
+    #[deprecated(note = "use `decode_each` (one naming scheme for decoder entry points: see `pgrepl::plugin`)")]
     #[inline]
     pub fn decode_with<'a, R>(&mut self, payload: &'a [u8], f: impl FnOnce(&Event<'a>) -> R) -> Result<R> {
         let ev = self.decode(payload)?;
@@ -199,9 +209,28 @@ impl ChunkedDecoder {
     }
 
     /// Take one payload; iterate the returned [`Events`] to get its events.
-    pub fn feed<'d, 'a>(&'d mut self, payload: &'a [u8]) -> Result<Events<'d, 'a>> {
+    pub fn events<'d, 'a>(&'d mut self, payload: &'a [u8]) -> Result<Events<'d, 'a>> {
         let fmt = Format::detect(payload)?;
         self.feed_as(payload, fmt)
+    }
+
+    /// The former name of [`ChunkedDecoder::events`].
+    #[deprecated(note = "use `events` (one naming scheme for decoder entry points: see `pgrepl::plugin`)")]
+    pub fn feed<'d, 'a>(&'d mut self, payload: &'a [u8]) -> Result<Events<'d, 'a>> {
+        self.events(payload)
+    }
+
+    /// Decode `payload` and call `f` on each event (recycling each afterwards). Returns the number of events.
+    pub fn decode_each<'a>(&mut self, payload: &'a [u8], mut f: impl FnMut(&Event<'a>)) -> Result<usize> {
+        let mut events = self.events(payload)?;
+        let mut n = 0;
+        while let Some(ev) = events.next() {
+            let ev = ev?;
+            f(&ev);
+            events.recycle(ev);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Whether a chunked transaction is open (its header arrived, its end not yet).
@@ -269,13 +298,19 @@ impl AnyDecoder {
     }
 
     /// Take one payload; iterate the returned [`Events`] to get its events (zero or more).
-    pub fn feed<'d, 'a>(&'d mut self, payload: &'a [u8]) -> Result<Events<'d, 'a>> {
+    pub fn events<'d, 'a>(&'d mut self, payload: &'a [u8]) -> Result<Events<'d, 'a>> {
         let fmt = Format::detect(payload)?;
         if fmt == Format::V2 {
             self.note_v2(payload);
             return Ok(Events { scratch: self.v1.scratch.new_payload(), cur: Cursor::new(payload), state: State::V2 });
         }
         self.v1.feed_as(payload, fmt)
+    }
+
+    /// The former name of [`AnyDecoder::events`].
+    #[deprecated(note = "use `events` (one naming scheme for decoder entry points: see `pgrepl::plugin`)")]
+    pub fn feed<'d, 'a>(&'d mut self, payload: &'a [u8]) -> Result<Events<'d, 'a>> {
+        self.events(payload)
     }
 
     /// Decode `payload` and call `f` on each event (recycling each afterwards). Returns the number of events.
@@ -303,9 +338,9 @@ impl AnyDecoder {
     }
 
     /// Update the transaction-boundary state for `payload` without decoding it (cheap: looks at the first
-    /// key, the action and, for messages, `transactional`). Use either this or [`AnyDecoder::feed`] for a
+    /// key, the action and, for messages, `transactional`). Use either this or [`AnyDecoder::events`] for a
     /// payload, not both.
-    pub fn observe(&mut self, payload: &[u8]) -> Result<super::Boundary> {
+    pub fn classify(&mut self, payload: &[u8]) -> Result<super::Boundary> {
         let b = super::boundary_after(payload)?;
         match Format::detect(payload)? {
             Format::V2 => self.note_v2(payload),
@@ -318,6 +353,12 @@ impl AnyDecoder {
             Format::V1Chunk(ChunkKind::End) => self.v1.open = None,
         }
         Ok(b)
+    }
+
+    /// The former name of [`AnyDecoder::classify`].
+    #[deprecated(note = "use `classify` (one naming scheme for decoder entry points: see `pgrepl::plugin`)")]
+    pub fn observe(&mut self, payload: &[u8]) -> Result<super::Boundary> {
+        self.classify(payload)
     }
 
     /// Whether the payloads so far leave a transaction open: format 2 between `B` and `C`, format 1 between a
@@ -369,7 +410,7 @@ enum State<'a> {
 
 /// The events of one payload, decoded lazily as they are pulled.
 ///
-/// Events borrow the payload (`'a`), not the decoder: they can be kept after the next `feed`. Hand each one
+/// Events borrow the payload (`'a`), not the decoder: they can be kept after the next `events`. Hand each one
 /// back with [`Events::recycle`] when done with it to reuse its storage.
 pub struct Events<'d, 'a> {
     scratch: &'d mut Scratch,

@@ -2,10 +2,14 @@
 //! wal2json decoder: format 2 and format 1 (whole documents and write-in-chunks) into typed [`Event`]s.
 //!
 //! # Entry points
+//! The names follow the scheme every decoder uses (see [`crate::plugin`]): `events` (a lazy iterator),
+//! `decode_each` (a callback per event, recycled), `decode` (one event), `classify` (the boundary, no decoding).
 //! - [`Decoder`]: format 2, one payload → one [`Event`] ([`Decoder::decode`]).
 //! - [`ChunkedDecoder`]: format 1, whole documents and write-in-chunks messages → [`Events`].
 //! - [`AnyDecoder`]: any format, detected per payload ([`Format::detect`]); tracks whether a transaction is
-//!   open ([`AnyDecoder::in_transaction`]). This is what `pgrepl decode` and `--output json` use.
+//!   open ([`AnyDecoder::in_transaction`]). This is what `pgrepl decode`, `--output json` and
+//!   [`ChangeStream`](crate::changes::ChangeStream) use (the [`Decode`](crate::plugin::Decode) of
+//!   [`Wal2json`](crate::plugin::Wal2json)).
 //! - [`boundary_after`]: what a payload does to the transaction state, without decoding it.
 //! - [`writer::write_event`]: an event back to JSON, in format 2's shape (a format 2 payload that is valid JSON
 //!   comes back byte for byte, its `null`s included: see [`Nullable`]).
@@ -44,17 +48,21 @@
 //! loop without consuming input, and allocate only in proportion to the payload.
 
 mod decoder;
-mod event;
 mod scan;
 mod v1;
 mod v2;
 pub mod writer;
 
+/// The typed events, plugin-neutral since test_decoding decodes into them too: [`crate::event`], re-exported here
+/// so that `pgrepl::wal2json::Event` and the other paths keep working.
+pub use crate::event::{
+    Change, Column, Event, EventKind, Message, Nullable, PkColumn, Transaction, Truncate, TwoPhase, TwoPhaseKind, Value,
+};
 pub use decoder::{AnyDecoder, ChunkedDecoder, Decoder, Events};
-pub use event::{Change, Column, Event, EventKind, Message, Nullable, PkColumn, Transaction, Truncate, Value};
 pub use writer::write_event;
 
 pub(crate) use decoder::Scratch;
+pub(crate) use scan::is_json_number;
 
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 
-use super::event::{Nullable, Value};
+use crate::event::{Nullable, Value};
 
 /// Maximum nesting accepted when skipping an unknown value.
 const MAX_DEPTH: usize = 64;

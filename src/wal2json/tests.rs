@@ -10,7 +10,7 @@ use crate::wal2json::*;
 
 fn all(p: &[u8]) -> Vec<Event<'static>> {
     let mut d = AnyDecoder::new();
-    let it = d.feed(p).unwrap_or_else(|e| panic!("{e}"));
+    let it = d.events(p).unwrap_or_else(|e| panic!("{e}"));
     let mut v = Vec::new();
     for e in it {
         v.push(e.unwrap_or_else(|e| panic!("{e}")).into_owned());
@@ -403,7 +403,7 @@ fn v1_non_transactional_message_document_and_leading_comma() {
     // only before the first element
     let mut d = AnyDecoder::new();
     let r: Result<Vec<_>, _> =
-        d.feed(br#"{"change":[{"kind":"insert","table":"t"},,{"kind":"insert","table":"t"}]}"#).unwrap().collect();
+        d.events(br#"{"change":[{"kind":"insert","table":"t"},,{"kind":"insert","table":"t"}]}"#).unwrap().collect();
     assert!(r.is_err());
 }
 
@@ -450,7 +450,7 @@ fn v1_raw_types_and_defaults_in_arrays() {
 fn v1_error_offsets() {
     let err = |p: &str| -> usize {
         let mut d = AnyDecoder::new();
-        match d.feed(p.as_bytes()) {
+        match d.events(p.as_bytes()) {
             Err(e) => err_offset(&e),
             Ok(it) => match it.collect::<Result<Vec<_>, _>>() {
                 Err(e) => err_offset(&e),
@@ -478,7 +478,7 @@ fn v1_error_offsets() {
 fn chunks_stream_and_track_transactions() {
     let mut d = ChunkedDecoder::new();
     let feed = |d: &mut ChunkedDecoder, p: &[u8]| -> Vec<Event<'static>> {
-        d.feed(p).unwrap().map(|e| e.unwrap().into_owned()).collect()
+        d.events(p).unwrap().map(|e| e.unwrap().into_owned()).collect()
     };
     assert!(!d.in_transaction());
     let b = feed(&mut d, br#"{"xid":724,"timestamp":"2024-01-02 03:04:05+00","change":["#);
@@ -501,21 +501,21 @@ fn chunks_stream_and_track_transactions() {
         })]
     );
     // outside a transaction: errors, state unchanged
-    assert!(d.feed(br#",{"kind":"insert","table":"t"}"#).is_err());
-    assert!(d.feed(b"]}").is_err());
+    assert!(d.events(br#",{"kind":"insert","table":"t"}"#).is_err());
+    assert!(d.events(b"]}").is_err());
     assert!(!d.in_transaction());
     // whole documents in between (non-transactional messages in write-in-chunks mode)
     let m = feed(&mut d, br#"{"change":[,{"kind":"message","transactional":false,"prefix":"p","content":"c"}]}"#);
     assert_eq!(m.len(), 1);
     // format 2 is refused by the format 1 decoder
-    assert!(d.feed(br#"{"action":"B"}"#).is_err());
+    assert!(d.events(br#"{"action":"B"}"#).is_err());
     // a header while a transaction is open replaces it
     feed(&mut d, br#"{"xid":1,"change":["#);
     feed(&mut d, br#"{"xid":2,"change":["#);
     assert_eq!(feed(&mut d, b"]}")[0].xid(), Some(2));
     // trailing garbage in a chunk
     feed(&mut d, br#"{"change":["#);
-    let r: Result<Vec<_>, _> = d.feed(br#"{"kind":"insert","table":"t"} x"#).unwrap().collect();
+    let r: Result<Vec<_>, _> = d.events(br#"{"kind":"insert","table":"t"} x"#).unwrap().collect();
     assert!(r.is_err());
     d.reset();
     assert!(!d.in_transaction());
@@ -622,14 +622,14 @@ fn boundaries_and_in_transaction() {
         (br#"{"xid":3,"change":[]}"#, false),
     ];
     for (p, open) in seq {
-        for ev in d.feed(p).unwrap() {
+        for ev in d.events(p).unwrap() {
             ev.unwrap();
         }
         assert_eq!(d.in_transaction(), *open, "{}", String::from_utf8_lossy(p));
-        o.observe(p).unwrap();
+        o.classify(p).unwrap();
         assert_eq!(o.in_transaction(), *open, "observe {}", String::from_utf8_lossy(p));
     }
-    d.feed(br#"{"action":"B"}"#).unwrap();
+    d.events(br#"{"action":"B"}"#).unwrap();
     d.reset();
     assert!(!d.in_transaction());
 }
@@ -654,7 +654,8 @@ fn decode_each_and_recycling() {
     dec.recycle(ev);
     let ev = dec.decode(p).unwrap();
     assert_eq!(ev.change().unwrap().columns.capacity(), cap);
-    let r = dec.decode_with(p, |ev| ev.change().map(|c| c.columns.len())).unwrap();
+    let mut r = None;
+    dec.decode_each(p, |ev| r = ev.change().map(|c| c.columns.len())).unwrap();
     assert_eq!(r, Some(2));
 }
 
@@ -771,7 +772,7 @@ fn fastest(f: impl Fn()) -> std::time::Duration {
 
 fn decode_all(p: &[u8]) {
     let mut d = AnyDecoder::new();
-    if let Ok(it) = d.feed(p) {
+    if let Ok(it) = d.events(p) {
         for ev in it {
             let _ = ev;
         }
@@ -841,7 +842,7 @@ fn v1_repeated_column_arrays() {
     // a cached types array must still match the number of columns
     let p = format!(r#"{{"change":[{two},{short}]}}"#);
     let mut d = AnyDecoder::new();
-    let r: Result<Vec<_>, _> = d.feed(p.as_bytes()).unwrap().collect();
+    let r: Result<Vec<_>, _> = d.events(p.as_bytes()).unwrap().collect();
     assert!(r.is_err());
 }
 

@@ -6,9 +6,9 @@ use std::borrow::Cow;
 
 use crate::error::Result;
 
-use super::event::{Change, Column, Event, Message, Nullable, PkColumn, Transaction, Truncate, Value};
 use super::scan::Cursor;
 use super::Scratch;
+use crate::event::{Change, Column, Event, Message, Nullable, PkColumn, Transaction, Truncate, Value};
 
 /// The document header, from `{` up to and including `"change":[`. Keys other than xid/nextlsn/timestamp/origin
 /// are skipped.
@@ -355,6 +355,8 @@ pub(crate) fn change<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<
                 origin: None,
                 schema,
                 table: table.ok_or_else(|| missing("missing \"table\""))?,
+                restart_seqs: None,
+                cascade: None,
             });
             scratch.put_columns(cols);
             scratch.put_columns(ident);

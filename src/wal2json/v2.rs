@@ -9,9 +9,9 @@ use std::borrow::Cow;
 use crate::error::Result;
 use crate::lsn::Lsn;
 
-use super::event::{Change, Column, Event, Message, Nullable, PkColumn, Transaction, Truncate};
 use super::scan::Cursor;
 use super::Scratch;
+use crate::event::{Change, Column, Event, Message, Nullable, PkColumn, Transaction, Truncate};
 
 /// Decode one format 2 payload (the whole input must be one object, optionally surrounded by whitespace).
 pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<Event<'a>> {
@@ -146,6 +146,8 @@ pub(crate) fn parse<'a>(cur: &mut Cursor<'a>, scratch: &mut Scratch) -> Result<E
             origin: origin.value(),
             schema,
             table: table.ok_or_else(|| missing("missing \"table\""))?,
+            restart_seqs: None,
+            cascade: None,
         }),
         Some(_) => Event::Message(Message {
             xid,

@@ -20,10 +20,14 @@
 //!   lowercase hex digits of every content byte, so it is lossless and distinguishable. [`super::Decoder`]
 //!   reads `content_hex` back into the same bytes. Valid UTF-8 content is written as `"content":"…"`.
 //!
+//! - A two-phase step ([`Event::TwoPhase`], which wal2json never prints; from test_decoding) is written as
+//!   `{"action":"P"|"K"|"R","xid":…,"timestamp":…,"gid":"…"}` (prepare, commit prepared, rollback prepared). A
+//!   TRUNCATE's flags (test_decoding's) are not written: wal2json has no key for them.
+//!
 //! The writer appends to a caller-owned `Vec<u8>` and allocates nothing else.
 
-use super::event::{Change, Column, Event, Nullable, PkColumn, Transaction, Value};
 use super::scan::is_json_number;
+use crate::event::{Change, Column, Event, Nullable, PkColumn, Transaction, TwoPhaseKind, Value};
 use crate::lsn::Lsn;
 
 /// Append `ev` as one JSON object (no trailing newline).
@@ -40,6 +44,16 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event<'_>) {
                 key_str(out, "schema", s);
             }
             key_str(out, "table", &t.table);
+            out.push(b'}');
+        }
+        Event::TwoPhase(t) => {
+            let action = match t.kind {
+                TwoPhaseKind::Prepare => b'P',
+                TwoPhaseKind::CommitPrepared => b'K',
+                TwoPhaseKind::RollbackPrepared => b'R',
+            };
+            head(out, action, t.xid.into(), t.timestamp.as_deref().into(), Nullable::Absent, None);
+            key_str(out, "gid", &t.gid);
             out.push(b'}');
         }
         Event::Message(m) => {

@@ -1,9 +1,30 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-//! Typed wal2json events.
+//! Typed change events, the same for every output plugin pgrepl decodes: wal2json ([`crate::wal2json`]),
+//! test_decoding ([`crate::plugin::TestDecodingDecoder`]) and, later, pgoutput. The field names follow wal2json
+//! format 2's keys (its JSON is what [`crate::wal2json::writer`] writes back); a plugin that does not print a
+//! field leaves it absent (`None`).
 //!
 //! Every event borrows from the payload it was decoded from (`'a`): strings without escapes are
 //! [`Cow::Borrowed`] slices of the payload, numbers are kept as their exact text. Only strings that contained
-//! JSON escapes (and message content that was escaped) are unescaped into owned buffers.
+//! escapes (JSON escapes, test_decoding's doubled quotes) are unescaped into owned buffers.
+//!
+//! Where the plugins differ (same rows, same values otherwise; `tests/test_decoding_events.rs` compares them on
+//! a live server):
+//! - test_decoding prints no LSNs, no type OIDs, no nullability, positions, defaults or primary keys, and the
+//!   xid and commit time only on `BEGIN`/`COMMIT` (the time only on `COMMIT`): those fields are `None` from it.
+//!   Its schema is always printed ([`Change::schema`] is `Some`).
+//! - NaN and ±Infinity: wal2json prints `null`, test_decoding the text, given as [`Value::String`] (a
+//!   [`Value::Number`] is always a valid JSON number).
+//! - bit/varbit: test_decoding prints `B'0101'`, given as the string `0101` (wal2json's value).
+//! - Type names: test_decoding prints `format_type_be` (no typmod: `character varying`, `numeric`), wal2json
+//!   `format_type` with the typmod (`character varying(20)`, `numeric(10,2)`).
+//! - A message's content: wal2json cuts it at the first NUL byte, test_decoding gives every byte.
+//! - TRUNCATE: test_decoding prints one line for all the tables of one statement, with its flags
+//!   ([`Truncate::restart_seqs`], [`Truncate::cascade`]); it is decoded into one [`Event::Truncate`] per table,
+//!   as wal2json prints them (without flags).
+//! - Two-phase transactions ([`Event::TwoPhase`]) come only from test_decoding (and pgoutput), not wal2json.
+//! - A DELETE (or UPDATE's old key) of a table without replica identity: test_decoding prints `(no-tuple-data)`,
+//!   an empty [`Change::identity`]; wal2json prints nothing for such a DELETE (a warning in the server log).
 //!
 //! What is *absent* matters in wal2json: an option that was off leaves its key out, and an unchanged TOASTed
 //! column is left out of `columns` entirely (no placeholder). So every optional key is an `Option`, and a TOASTed
@@ -90,7 +111,7 @@ impl<T> From<Option<T>> for Nullable<T> {
     }
 }
 
-/// A column value, as wal2json printed it.
+/// A column value, as the plugin printed it.
 ///
 /// Numbers (int2/int4/int8/oid/float4/float8/numeric) keep their exact text: it can overflow `i64`/`f64` and its
 /// digits carry the numeric's scale. NaN and ±Infinity are printed by wal2json as `null`.
@@ -326,6 +347,10 @@ pub struct Truncate<'a> {
     pub schema: Option<Cow<'a, str>>,
     /// `table`.
     pub table: Cow<'a, str>,
+    /// `RESTART IDENTITY` (test_decoding's `restart_seqs`; wal2json does not print the flags: `None`).
+    pub restart_seqs: Option<bool>,
+    /// `CASCADE` (test_decoding; `None` from wal2json).
+    pub cascade: Option<bool>,
 }
 
 impl Truncate<'_> {
@@ -338,7 +363,41 @@ impl Truncate<'_> {
             origin: self.origin,
             schema: self.schema.map(own),
             table: own(self.table),
+            restart_seqs: self.restart_seqs,
+            cascade: self.cascade,
         }
+    }
+}
+
+/// Which step of a two-phase transaction an [`Event::TwoPhase`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TwoPhaseKind {
+    /// `PREPARE TRANSACTION`: the end of the prepared transaction's changes (they are not committed yet).
+    #[default]
+    Prepare,
+    /// `COMMIT PREPARED`.
+    CommitPrepared,
+    /// `ROLLBACK PREPARED`.
+    RollbackPrepared,
+}
+
+/// A step of a two-phase transaction (test_decoding with `two_phase` slots; wal2json prints none).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct TwoPhase<'a> {
+    /// Prepare, commit or rollback.
+    pub kind: TwoPhaseKind,
+    /// The global transaction identifier (`PREPARE TRANSACTION 'gid'`).
+    pub gid: Cow<'a, str>,
+    /// The xid (test_decoding's `include-xids`).
+    pub xid: Option<u64>,
+    /// The prepare or commit time as the server printed it (`include-timestamp`).
+    pub timestamp: Option<Cow<'a, str>>,
+}
+
+impl TwoPhase<'_> {
+    /// A copy that owns its text.
+    pub fn into_owned(self) -> TwoPhase<'static> {
+        TwoPhase { kind: self.kind, gid: own(self.gid), xid: self.xid, timestamp: self.timestamp.map(own) }
     }
 }
 
@@ -401,11 +460,14 @@ pub enum EventKind {
     Truncate,
     /// [`Event::Message`]
     Message,
+    /// [`Event::TwoPhase`]
+    TwoPhase,
 }
 
-/// One decoded wal2json event.
+/// One decoded event.
 ///
-/// Format 2 gives one event per payload. A format 1 document gives `Begin`, its changes and `Commit` (an empty
+/// wal2json format 2 and test_decoding give one event per payload (test_decoding's TRUNCATE of several tables:
+/// one per table). A format 1 document gives `Begin`, its changes and `Commit` (an empty
 /// transaction `{"change":[]}` gives just `Begin` and `Commit`; a non-transactional message document gives just
 /// the `Message`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -424,6 +486,8 @@ pub enum Event<'a> {
     Truncate(Truncate<'a>),
     /// A logical message (`M` / `message`).
     Message(Message<'a>),
+    /// A step of a two-phase transaction (not from wal2json).
+    TwoPhase(TwoPhase<'a>),
 }
 
 impl<'a> Event<'a> {
@@ -437,6 +501,7 @@ impl<'a> Event<'a> {
             Event::Delete(_) => EventKind::Delete,
             Event::Truncate(_) => EventKind::Truncate,
             Event::Message(_) => EventKind::Message,
+            Event::TwoPhase(_) => EventKind::TwoPhase,
         }
     }
     /// The change, for INSERT/UPDATE/DELETE.
@@ -453,6 +518,7 @@ impl<'a> Event<'a> {
             Event::Insert(c) | Event::Update(c) | Event::Delete(c) => c.xid,
             Event::Truncate(t) => t.xid,
             Event::Message(m) => m.xid.value(),
+            Event::TwoPhase(t) => t.xid,
         }
     }
     /// The `lsn`, when the server sent one (format 2 with include-lsn).
@@ -462,6 +528,7 @@ impl<'a> Event<'a> {
             Event::Insert(c) | Event::Update(c) | Event::Delete(c) => c.lsn,
             Event::Truncate(t) => t.lsn,
             Event::Message(m) => m.lsn,
+            Event::TwoPhase(_) => None,
         }
     }
     /// A copy that owns all its text (allocates).
@@ -474,6 +541,7 @@ impl<'a> Event<'a> {
             Event::Delete(c) => Event::Delete(c.into_owned()),
             Event::Truncate(t) => Event::Truncate(t.into_owned()),
             Event::Message(m) => Event::Message(m.into_owned()),
+            Event::TwoPhase(t) => Event::TwoPhase(t.into_owned()),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! test_decoding's rules (the contrib plugin PostgreSQL ships, one line of text per message).
 
-use super::{Boundary, OutputPlugin, TxnClassifier};
+mod decoder;
+
+use super::{Boundary, Decoding, OutputPlugin, TxnClassifier};
+pub use decoder::{TestDecodingDecoder, TestDecodingEvents};
 
 /// test_decoding. Its messages: `BEGIN [xid]`, one line per change (`table s.t: INSERT: …`), `COMMIT [xid]
 /// [(at …)]`; with two-phase decoding `PREPARE TRANSACTION 'gid'` ends the prepared transaction's changes and
@@ -17,6 +20,18 @@ impl OutputPlugin for TestDecoding {
     }
     fn tracker(&self) -> Box<dyn TxnClassifier> {
         Box::new(TestDecodingTracker::default())
+    }
+}
+
+impl Decoding for TestDecoding {
+    type Decoder = TestDecodingDecoder;
+    fn decoder(&self) -> TestDecodingDecoder {
+        TestDecodingDecoder::new()
+    }
+    /// `include-xids=1` (the plugin's default, said explicitly) and `include-timestamp=1` (the commit time on
+    /// `COMMIT`).
+    fn stream_options(&self) -> Vec<(String, Option<String>)> {
+        vec![("include-xids".into(), Some("1".into())), ("include-timestamp".into(), Some("1".into()))]
     }
 }
 
