@@ -1,4 +1,10 @@
-//! Typed wal2json change events on top of the replication stream, with resume, reconnect and replay filtering.
+//! Typed change events on top of the replication stream, with resume, reconnect and replay filtering.
+//!
+//! [`ChangeStream`] is generic over the output plugin ([`Decoding`]): `ChangeStream<Wal2json>` (the default,
+//! what [`ChangeStreamConfig::new`] gives) or `ChangeStream<TestDecoding>` ([`ChangeStreamConfig::with_plugin`]),
+//! and pgoutput later without changes here. The plugin names the slot's plugin (created with it, checked against
+//! it), gives the default options ([`Decoding::stream_options`]) and the decoder; everything else here reads
+//! plugin-neutral [`Event`]s and the stream's [`Boundary`] classification.
 //!
 //! [`ChangeStream`] connects, checks the slot, starts streaming from the position the application last
 //! acknowledged (or the slot's `confirmed_flush_lsn` when none is stored), and hands out one [`Payload`] at a
@@ -9,7 +15,12 @@
 //!
 //! Delivery is at-least-once on the wire and once as far as the application can tell: after a reconnect,
 //! transactions whose commit LSN is at or below the acknowledged position are dropped before the application
-//! sees them (this needs wal2json's `include-lsn`, which is on by default here).
+//! sees them. A transaction is recognised as a replay at its Begin when the plugin prints the commit's end there
+//! (wal2json's `nextlsn`, with `include-lsn`, on by default here); test_decoding prints none, and its Begin is
+//! delivered — the server itself does not send again a transaction that committed before the position streaming
+//! restarts from (the acknowledged one) — while a payload that ends a transaction nothing was delivered of
+//! (a whole format-1 transaction, a non-transactional message) is dropped by its own position (for test_decoding
+//! a `COMMIT`'s XLogData position, the commit's end).
 //!
 //! React to each insert with its table and row:
 //!
@@ -38,12 +49,12 @@ use std::time::Duration;
 use crate::client::Client;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::event::Event;
 use crate::lsn::Lsn;
-use crate::plugin::{Boundary, OutputPlugin, Wal2json};
+use crate::plugin::{Boundary, Decode, Decoding, Wal2json};
 use crate::proto::commands::{quote_sql_literal, CreateSlot, SnapshotAction};
 use crate::proto::replication::XLogData;
 use crate::stream::{ReplicationStream, StreamConfig};
-use crate::wal2json::{AnyDecoder, Event, Events};
 
 /// Something the stream did that the application may want to know (reconnects, replays, slot state).
 #[derive(Debug, Clone)]
@@ -136,16 +147,19 @@ impl Reconnect {
     }
 }
 
-/// Settings of a [`ChangeStream`].
+/// Settings of a [`ChangeStream`] over plugin `P` (wal2json unless said otherwise).
 #[derive(Clone)]
-pub struct ChangeStreamConfig {
+pub struct ChangeStreamConfig<P = Wal2json> {
+    /// The output plugin (the slot's).
+    pub plugin: P,
     /// Connection settings (`replication=database` is added when missing).
     pub config: Config,
     /// Slot name.
     pub slot: String,
-    /// Create the slot (wal2json, permanent) when it does not exist.
+    /// Create the slot (with the plugin, permanent) when it does not exist.
     pub create_slot: bool,
-    /// wal2json options. Defaults: format-version 2, include-xids, include-timestamp, include-lsn.
+    /// Plugin options. Defaults: the plugin's [`Decoding::stream_options`] (wal2json: format-version 2,
+    /// include-xids, include-timestamp, include-lsn; test_decoding: include-xids, include-timestamp).
     pub options: Vec<(String, Option<String>)>,
     /// The acknowledged position stored by the application (0/0: use the slot's confirmed_flush_lsn).
     pub start: Lsn,
@@ -165,9 +179,10 @@ pub struct ChangeStreamConfig {
     pub heartbeat: Option<Duration>,
 }
 
-impl fmt::Debug for ChangeStreamConfig {
+impl<P: fmt::Debug> fmt::Debug for ChangeStreamConfig<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChangeStreamConfig")
+            .field("plugin", &self.plugin)
             .field("config", &self.config)
             .field("slot", &self.slot)
             .field("options", &self.options)
@@ -177,13 +192,17 @@ impl fmt::Debug for ChangeStreamConfig {
     }
 }
 
-fn opt(k: &str, v: &str) -> (String, Option<String>) {
-    (k.to_string(), Some(v.to_string()))
+impl ChangeStreamConfig {
+    /// Settings for a wal2json slot from a connection string (environment and `.pgpass` applied, as libpq does)
+    /// and a slot name.
+    pub fn new(conninfo: &str, slot: &str) -> Result<Self> {
+        Self::with_plugin(conninfo, slot, Wal2json)
+    }
 }
 
-impl ChangeStreamConfig {
-    /// Settings from a connection string (environment and `.pgpass` applied, as libpq does) and a slot name.
-    pub fn new(conninfo: &str, slot: &str) -> Result<Self> {
+impl<P: Decoding> ChangeStreamConfig<P> {
+    /// Settings for a slot of `plugin` (`TestDecoding`; [`ChangeStreamConfig::new`] for wal2json).
+    pub fn with_plugin(conninfo: &str, slot: &str, plugin: P) -> Result<Self> {
         // a name the server can never accept fails here, not as a missing slot later
         crate::proto::commands::validate_slot_name(slot)?;
         let mut config = Config::from_str_with_std_env(conninfo)?;
@@ -191,15 +210,11 @@ impl ChangeStreamConfig {
             config.replication = Some("database".into());
         }
         Ok(ChangeStreamConfig {
+            options: plugin.stream_options(),
+            plugin,
             config,
             slot: slot.to_string(),
             create_slot: false,
-            options: vec![
-                opt("format-version", "2"),
-                opt("include-xids", "1"),
-                opt("include-timestamp", "1"),
-                opt("include-lsn", "1"),
-            ],
             start: Lsn::INVALID,
             confirmed: Lsn::INVALID,
             stream: StreamConfig::default(),
@@ -223,7 +238,7 @@ impl ChangeStreamConfig {
         self.confirmed = lsn;
         self
     }
-    /// Add or replace a wal2json option.
+    /// Add or replace a plugin option.
     pub fn option(mut self, name: &str, value: Option<&str>) -> Self {
         self.options.retain(|(k, _)| k != name);
         self.options.push((name.to_string(), value.map(str::to_string)));
@@ -277,12 +292,14 @@ async fn heartbeat_loop(mut config: Config, interval: Duration, on_event: Option
     }
 }
 
-/// A resilient stream of wal2json payloads, decoded on demand into typed events.
-pub struct ChangeStream {
-    cfg: ChangeStreamConfig,
+/// A resilient stream of one plugin's payloads (wal2json unless said otherwise), decoded on demand into typed
+/// events.
+pub struct ChangeStream<P: Decoding = Wal2json> {
+    cfg: ChangeStreamConfig<P>,
     stream: Option<ReplicationStream>,
-    decoder: AnyDecoder,
-    probe: AnyDecoder,
+    decoder: P::Decoder,
+    /// A second decoder for looking at a payload before delivering it (a Begin's commit LSN, a heartbeat).
+    probe: P::Decoder,
     current: Option<XLogData>,
     /// What the application acknowledged (monotonic); where a reconnect resumes.
     acked: Lsn,
@@ -301,23 +318,27 @@ pub struct ChangeStream {
     heartbeat: Option<HeartbeatTask>,
 }
 
-impl fmt::Debug for ChangeStream {
+impl<P: Decoding> fmt::Debug for ChangeStream<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChangeStream").field("slot", &self.cfg.slot).field("acked", &self.acked).finish_non_exhaustive()
+        f.debug_struct("ChangeStream")
+            .field("plugin", &self.cfg.plugin.name())
+            .field("slot", &self.cfg.slot)
+            .field("acked", &self.acked)
+            .finish_non_exhaustive()
     }
 }
 
-impl ChangeStream {
+impl<P: Decoding> ChangeStream<P> {
     /// Connect and start streaming. Connection failures on this first attempt are retried like later ones when
     /// they are transient (server starting up, connection refused); anything else is returned at once.
-    pub async fn connect(cfg: ChangeStreamConfig) -> Result<ChangeStream> {
+    pub async fn connect(cfg: ChangeStreamConfig<P>) -> Result<ChangeStream<P>> {
         let acked = cfg.start;
         let reported = acked.max(cfg.confirmed);
         let mut s = ChangeStream {
+            decoder: cfg.plugin.decoder(),
+            probe: cfg.plugin.decoder(),
             cfg,
             stream: None,
-            decoder: AnyDecoder::new(),
-            probe: AnyDecoder::new(),
             current: None,
             acked,
             reported,
@@ -355,7 +376,7 @@ impl ChangeStream {
                 let info = client
                     .create_replication_slot(&CreateSlot {
                         slot: self.cfg.slot.clone(),
-                        plugin: "wal2json".into(),
+                        plugin: self.cfg.plugin.name().into(),
                         temporary: false,
                         snapshot: SnapshotAction::NoExport,
                         two_phase: false,
@@ -381,10 +402,11 @@ impl ChangeStream {
                     ));
                 }
                 if let Some(p) = get(2) {
-                    if p != "wal2json" {
+                    let want = self.cfg.plugin.name();
+                    if p != want {
                         return Err(Error::new(
                             ErrorKind::SlotInvalid,
-                            format!("replication slot \"{}\" uses plugin {p}, not wal2json", self.cfg.slot),
+                            format!("replication slot \"{}\" uses plugin {p}, not {want}", self.cfg.slot),
                         ));
                     }
                 }
@@ -399,7 +421,7 @@ impl ChangeStream {
         }
         let start = self.acked;
         let stream = client
-            .start_replication(&self.cfg.slot, &Wal2json, start, &self.cfg.options, self.cfg.stream.clone())
+            .start_replication(&self.cfg.slot, &self.cfg.plugin, start, &self.cfg.options, self.cfg.stream.clone())
             .await?;
         self.emit(StreamEvent::Started { start });
         Ok(stream)
@@ -435,7 +457,7 @@ impl ChangeStream {
 
     /// The next payload, after reconnecting if the connection was lost. `Ok(None)` when the end position was
     /// reached.
-    pub async fn next(&mut self) -> Result<Option<Payload<'_>>> {
+    pub async fn next(&mut self) -> Result<Option<Payload<'_, P>>> {
         self.current = None;
         let mut end = Lsn::INVALID;
         loop {
@@ -469,7 +491,7 @@ impl ChangeStream {
                 }
                 Err(e) => return Err(e),
             };
-            // classified once, by the stream task, with wal2json's rules
+            // classified once, by the stream task, with the plugin's rules
             let b = x.boundary;
             if self.is_replay(&x, b)? {
                 continue;
@@ -551,6 +573,10 @@ impl ChangeStream {
                 }
                 Ok(false)
             }
+            // the end of a transaction whose Begin was delivered (its commit LSN was past the acknowledged
+            // position, or the plugin prints none there, as test_decoding): delivered, so that the application
+            // never sees a Begin without its end
+            Boundary::End if self.open => Ok(false),
             // a whole format 1 transaction or a non-transactional message: its own LSN
             Boundary::End | Boundary::Whole => {
                 let at = self.end_lsn(x, b)?;
@@ -572,7 +598,7 @@ impl ChangeStream {
     /// LSN would have the server send it again, and would take a later-committed transaction that began before
     /// it for a replay.
     fn end_lsn(&mut self, x: &XLogData, b: Boundary) -> Result<Lsn> {
-        Ok(if b == Boundary::End { Wal2json.commit_lsn(&x.data, x.wal_start) } else { x.wal_start })
+        Ok(if b == Boundary::End { self.cfg.plugin.commit_lsn(&x.data, x.wal_start) } else { x.wal_start })
     }
 
     /// Acknowledge everything up to `lsn` (a transaction's commit LSN once it is stored). Monotonic.
@@ -630,9 +656,9 @@ impl ChangeStream {
 }
 
 /// One payload from a [`ChangeStream`].
-pub struct Payload<'s> {
+pub struct Payload<'s, P: Decoding = Wal2json> {
     data: &'s XLogData,
-    decoder: &'s mut AnyDecoder,
+    decoder: &'s mut P::Decoder,
     stream: &'s ReplicationStream,
     acked: &'s mut Lsn,
     ends: bool,
@@ -640,12 +666,12 @@ pub struct Payload<'s> {
     end: Lsn,
 }
 
-impl<'s> Payload<'s> {
+impl<'s, P: Decoding> Payload<'s, P> {
     /// The payload's WAL position (`dataStart`; for the payload that ends a transaction, its commit LSN).
     pub fn lsn(&self) -> Lsn {
         self.data.wal_start
     }
-    /// The raw wal2json bytes.
+    /// The raw bytes, as the plugin sent them.
     pub fn bytes(&self) -> &[u8] {
         &self.data.data
     }
@@ -653,13 +679,14 @@ impl<'s> Payload<'s> {
     pub fn xlogdata(&self) -> &XLogData {
         self.data
     }
-    /// Decode the payload into events (zero or more; one for format 2).
-    pub fn events(&mut self) -> Result<Events<'_, 's>> {
+    /// Decode the payload into events (zero or more; one for wal2json format 2 and test_decoding, except a
+    /// test_decoding TRUNCATE of several tables).
+    pub fn events(&mut self) -> Result<<P::Decoder as Decode>::Events<'_, 's>> {
         self.decoder.events(&self.data.data)
     }
     /// Decode the payload and call `f` on each event, handing each one's storage back for reuse afterwards (what
-    /// [`Payload::events`] with [`Events::recycle`] does, in a loop the compiler sees whole: no event is moved
-    /// after it is decoded). Returns the number of events.
+    /// [`Payload::events`] with [`EventIter::recycle`](crate::plugin::EventIter::recycle) does, in a loop the
+    /// compiler sees whole: no event is moved after it is decoded). Returns the number of events.
     pub fn decode_each(&mut self, f: impl FnMut(&Event<'s>)) -> Result<usize> {
         self.decoder.decode_each(&self.data.data, f)
     }

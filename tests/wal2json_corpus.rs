@@ -223,6 +223,8 @@ fn expected_v2(s: &SV2<'_>) -> Event<'static> {
             origin,
             schema: own(&s.schema),
             table: Cow::Owned(s.table.clone().unwrap()),
+            restart_seqs: None,
+            cascade: None,
         }),
         "M" => Event::Message(Message {
             xid: nullable(s.xid),

@@ -118,6 +118,8 @@ fuzz_target!(|data: &[u8]| {
             origin,
             schema: opt(&mut inp, text),
             table: text(&mut inp),
+            restart_seqs: None,
+            cascade: None,
         }),
         // a message's metadata can also be `null` (a non-transactional one's)
         _ => Event::Message(Message {

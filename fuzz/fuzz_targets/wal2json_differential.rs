@@ -213,6 +213,7 @@ fuzz_target!(|data: &[u8]| {
         Event::Delete(_) => "D",
         Event::Truncate(_) => "T",
         Event::Message(_) => "M",
+        Event::TwoPhase(_) => unreachable!("wal2json has no two-phase events"),
     };
     assert_eq!(action, want_kind);
     let xid = o.get("xid").and_then(Value::as_u64);
@@ -264,5 +265,6 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Some(m.prefix.as_ref()), str_of(&o, "prefix"));
             assert_eq!(Some(&m.content[..]), str_of(&o, "content").map(str::as_bytes));
         }
+        Event::TwoPhase(_) => unreachable!("wal2json has no two-phase events"),
     }
 });
