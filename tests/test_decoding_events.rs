@@ -88,7 +88,7 @@ fn test_decoding_and_wal2json_give_the_same_events() {
     c.psql("postgres", "SELECT pg_create_logical_replication_slot('td', 'test_decoding')").unwrap();
     c.psql("postgres", "SELECT pg_create_logical_replication_slot('wj', 'wal2json')").unwrap();
     c.psql("postgres", WORKLOAD).unwrap();
-    let td_raw = peek(&c, "td", ", 'include-xids', '1', 'include-timestamp', '1', 'skip-empty-xacts', '1'");
+    let td_raw = peek(&c, "td", ", 'include-xids', '1', 'include-timestamp', '1'");
     let wj_raw = peek(&c, "wj", ", 'format-version', '2', 'include-xids', '1', 'include-timestamp', '1'");
     let td = decode_all(&TestDecoding, &td_raw);
     let wj = decode_all(&Wal2json, &wj_raw);

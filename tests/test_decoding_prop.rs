@@ -35,7 +35,7 @@ enum Gen {
 fn gen_value() -> impl Strategy<Value = (String, Gen)> {
     prop_oneof![
         any::<i64>().prop_map(|v| ("bigint".to_string(), Gen::Int(v))),
-        "-?[0-9]{1,20}(\\.[0-9]{1,10})?".prop_map(|v| ("numeric".to_string(), Gen::Numeric(v))),
+        "-?(0|[1-9][0-9]{0,19})(\\.[0-9]{1,10})?".prop_map(|v| ("numeric".to_string(), Gen::Numeric(v))),
         prop_oneof![Just("NaN".to_string()), Just("-Infinity".to_string()), Just("1.5e+300".to_string())]
             .prop_map(|v| ("double precision".to_string(), Gen::Float(v))),
         any::<bool>().prop_map(|v| ("boolean".to_string(), Gen::Bool(v))),
