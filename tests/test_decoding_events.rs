@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use pgrepl::changes::{ChangeStream, ChangeStreamConfig, StreamEvent};
-use pgrepl::cluster::{ClusterOptions, TempCluster};
 use pgrepl::event::{Event, Value};
 use pgrepl::plugin::{Decode, Decoding, TestDecoding, Wal2json};
+use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
