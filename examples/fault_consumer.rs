@@ -77,7 +77,7 @@ pub fn recover_store(path: &Path) -> Result<(Lsn, usize), Box<dyn Error>> {
     }
     let mut last = Lsn::INVALID;
     let mut n = 0;
-    for line in text[..whole].lines() {
+    for line in text.get(..whole).unwrap_or_default().lines() {
         let lsn = line.split(' ').next().ok_or("empty store line")?;
         last = Lsn::parse(lsn)?;
         n += 1;

@@ -32,11 +32,10 @@ impl Parsed {
 pub fn parse(args: &[String], spec: &[Opt]) -> Result<Parsed, String> {
     let mut p = Parsed::default();
     let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
+    while let Some(a) = args.get(i) {
         i += 1;
         if a == "--" {
-            p.positional.extend(args[i..].iter().cloned());
+            p.positional.extend(args.get(i..).unwrap_or_default().iter().cloned());
             break;
         }
         if let Some(long) = a.strip_prefix("--") {
@@ -73,15 +72,14 @@ pub fn parse(args: &[String], spec: &[Opt]) -> Result<Parsed, String> {
                 }
                 p.opts.push((o.long, None));
             }
-        } else if a.len() > 1 && a.starts_with('-') {
-            let chars: Vec<char> = a[1..].chars().collect();
+        } else if let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) {
+            let chars: Vec<char> = flags.chars().collect();
             let mut j = 0;
-            while j < chars.len() {
-                let c = chars[j];
+            while let Some(&c) = chars.get(j) {
                 j += 1;
                 let o = spec.iter().find(|o| o.short == Some(c)).ok_or_else(|| format!("invalid option -- '{c}'"))?;
                 if o.value {
-                    let rest: String = chars[j..].iter().collect();
+                    let rest: String = chars.get(j..).unwrap_or_default().iter().collect();
                     let v = if !rest.is_empty() {
                         rest
                     } else {

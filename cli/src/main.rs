@@ -24,10 +24,11 @@ Usage:
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    let rest = argv.get(1..).unwrap_or_default();
     let code = match argv.first().map(String::as_str) {
-        Some("recv") => with_runtime(Flavor::CurrentThread, |sig| recv::run(&argv[1..], sig)),
-        Some("demo") => with_runtime(Flavor::MultiThread, |sig| demo::run(&argv[1..], sig)),
-        Some("decode") => decode::run(&argv[1..]),
+        Some("recv") => with_runtime(Flavor::CurrentThread, |sig| recv::run(rest, sig)),
+        Some("demo") => with_runtime(Flavor::MultiThread, |sig| demo::run(rest, sig)),
+        Some("decode") => decode::run(rest),
         Some("--version") | Some("-V") => {
             println!("pgrepl {}", env!("CARGO_PKG_VERSION"));
             0

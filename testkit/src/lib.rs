@@ -428,7 +428,7 @@ impl TempCluster {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let all: Vec<&str> = text.lines().collect();
-                all[all.len().saturating_sub(lines)..].join("\n")
+                all.get(all.len().saturating_sub(lines)..).unwrap_or_default().join("\n")
             }
             Err(e) => format!("(cannot read the log: {})", e),
         }
