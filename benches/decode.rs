@@ -5,7 +5,16 @@
 //!
 //! For every corpus and decoder: MB/s over the payload bytes and events/s (the events pgrepl produces: one per
 //! format 2 payload; Begin + changes + Commit per format 1 document), best of several timed runs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+// Bench harness: a failed unwrap, expect, index or panic aborts the measurement, which is what it should do;
+// the library's no-panic policy (Cargo.toml [workspace.lints.clippy]) is lifted for this crate.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::borrow::Cow;
 use std::hint::black_box;

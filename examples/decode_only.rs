@@ -1,6 +1,15 @@
 //! Decode every payload of a `.w2j` corpus once (for profilers: `valgrind --tool=callgrind`, `perf`).
 //! Usage: cargo run --release --example decode_only -- bench-data/v2.w2j [limit]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+// A profiling driver, not an example of library use: it aborts on a bad corpus; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for this crate.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 use pgrepl::wal2json::{AnyDecoder, Event};
 
 #[path = "../tests/common/w2j.rs"]

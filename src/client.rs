@@ -798,7 +798,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn tcp_socket_options_and_round_trip() {
         let (sock, _peer) = loopback_pair().await;
-        let Socket::Tcp(s) = &sock else { unreachable!() };
+        let Socket::Tcp(s) = &sock else { panic!("a TCP socket") };
 
         assert!(sock.set_recv_lowat(4096));
         assert_eq!(sockopt(s, libc::SOL_SOCKET, libc::SO_RCVLOWAT), 4096);

@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! Typed change events, the same for every output plugin pgrepl decodes: wal2json ([`crate::wal2json`]),
 //! test_decoding ([`crate::plugin::TestDecodingDecoder`]) and, later, pgoutput. The field names follow wal2json
 //! format 2's keys (its JSON is what [`crate::wal2json::writer`] writes back); a plugin that does not print a

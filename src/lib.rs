@@ -8,8 +8,6 @@
 //! - [`plugin`]: output plugins' rules and decoders ([`wal2json`], test_decoding) into the plugin-neutral typed
 //!   [`event`]s, independent of networking.
 
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
-
 pub mod auth;
 pub mod changes;
 pub mod client;

@@ -1252,7 +1252,7 @@ mod tests {
     async fn window_mode_lets_go_of_the_buffer_while_paused() {
         use crate::client::tests::{loopback_pair, sockopt};
         let (sock, _peer) = loopback_pair().await;
-        let Socket::Tcp(s) = &sock else { unreachable!() };
+        let Socket::Tcp(s) = &sock else { panic!("a TCP socket") };
         if !sock.can_unlock_recv_buf() {
             eprintln!("skipped: this kernel has no SO_BUF_LOCK (Linux 5.14)");
             return;
@@ -1288,7 +1288,7 @@ mod tests {
         assert_eq!(lowat(s), mode.lowat());
         // a coalescer of the low-water mode never touches the buffer
         let (sock, _peer) = loopback_pair().await;
-        let Socket::Tcp(s) = &sock else { unreachable!() };
+        let Socket::Tcp(s) = &sock else { panic!("a TCP socket") };
         let mut c = Coalescer { mode: Some(CoalesceMode::LowWater), ..Coalescer::new(true) };
         c.start(&sock);
         assert!(c.on && !c.buf_fixed && !locked(s));

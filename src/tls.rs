@@ -67,7 +67,6 @@
 //! builds in seconds), while aws-lc-rs compiles the whole AWS-LC library (about three times longer, more disk,
 //! and a CMake fallback on some platforms). pgrepl uses TLS for a handful of connections, so *ring*'s speed is
 //! ample; FIPS is not a goal.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -738,7 +737,6 @@ impl<'a> Der<'a> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -1,5 +1,15 @@
 //! Authentication, server errors, notices and slot commands against a real PostgreSQL 15 (the throwaway cluster of
 //! `pgrepl_testkit`, one per test binary, stopped at exit).
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 mod common;
 

@@ -1,6 +1,16 @@
 //! The typed-event ChangeStream against a real server: decoded inserts, acknowledgement of commits, reconnect
 //! after the walsender is terminated with each transaction delivered once, slot-ahead reporting (and no false
 //! report after an idle advance when the confirmed position is stored), and an invalidated slot as a fatal error.
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

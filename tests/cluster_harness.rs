@@ -1,5 +1,15 @@
 //! The throwaway-cluster harness itself (`pgrepl_testkit`): it starts, every test role can log in with its
 //! method, wal2json is there, restarts keep the port, Drop cleans up.
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::time::{Duration, Instant};
 

@@ -30,6 +30,16 @@
 //! `tests/recv_faults.rs` (the same proof for the `pgrepl recv` CLI).
 //!
 //! Set `PGREPL_FAULT_SEED` to replay a run's fault order (the seed is printed).
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 #[path = "../examples/fault_consumer.rs"]
 #[allow(dead_code)]

@@ -1,6 +1,16 @@
 //! Every reproducer in `fuzz/regressions/` (inputs the fuzz campaigns found, FUZZING.md "Findings") replayed
 //! against the invariant its target checks, so that a fixed finding stays fixed. A new file there must be
 //! given a check here (the test fails on a file it does not know).
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::path::Path;
 

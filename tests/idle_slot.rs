@@ -10,6 +10,16 @@
 //! slot's confirmed_flush_lsn reaches the WAL end the walsender had sent when nothing was unacknowledged (a
 //! keepalive's walEnd, reported by a status update), and the slot then lets go of the WAL written before the
 //! round.
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -5,6 +5,16 @@
 //!
 //! The fuzz targets (fuzz/, scripts/fuzz.sh) attack the same code with arbitrary bytes; these tests check that
 //! what pgrepl produces, the other side reads back exactly.
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;

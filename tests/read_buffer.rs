@@ -2,7 +2,16 @@
 //! current-thread runtime a bulk stream of tens of megabytes needs a handful of buffer-sized allocations.
 //! Counted with a global allocator that counts, on the test's own thread only, allocations of at least 64 KiB
 //! (the read buffer grows by that much; nothing else on the path allocates that much at once).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

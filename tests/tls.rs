@@ -9,7 +9,16 @@
 //! negotiation, and a replication stream over TLS.
 
 #![cfg(feature = "tls")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

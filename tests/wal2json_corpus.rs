@@ -2,7 +2,16 @@
 //! and checked field by field against serde_json's reading of the same bytes. Payloads that are not valid JSON
 //! (wal2json quirks) are first repaired by known substitutions and checked the same way, and the decoder's
 //! reading of the quirky parts is checked against hand-written expectations.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! `pgrepl decode [FILE|-] [--output json|raw|none]`: decode a file of wal2json payloads offline.
 //!
 //! Input is what `pg_recvlogical -f` or `psql -At -c "select data from pg_logical_slot_peek_changes(…)"` write:
@@ -309,7 +308,6 @@ fn read_w2j<R: BufRead>(mut r: R, mut lineno: u64, mut f: impl FnMut(u64, &[u8])
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
 
     fn payloads(input: &[u8]) -> Vec<(u64, String)> {

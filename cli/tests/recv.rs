@@ -1,5 +1,15 @@
 //! `pgrepl recv` against `pg_recvlogical` on the same slot contents: byte-identical raw output for wal2json
 //! format 1, format 1 with write-in-chunks, and format 2; slot actions; option errors; exit codes.
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -30,7 +30,16 @@
 //! more faults each. `PGREPL_RECV_FAULT_SEED` replays a run's fault order (each configuration prints its seed).
 //! A failed run keeps FILE, the CLI's logs (one per start) and the server's log in
 //! `target/tmp/recv_faults/<configuration>-<seed>/` (`PGREPL_RECV_FAULT_KEEP=1`: a passing run too).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 #[path = "../../tests/common/faults.rs"]
 mod faults;

@@ -5,6 +5,16 @@
 //! Each round writes one large transaction and terminates the walsender once the output shows its first rows but
 //! not its commit; a round whose transaction was out before the termination landed does not count, and rounds go
 //! on until three interruptions landed (the log says so: "the interrupted transaction comes again").
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};

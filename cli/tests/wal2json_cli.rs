@@ -1,7 +1,16 @@
 //! `pgrepl decode` end to end: the recorded corpus written the way pg_recvlogical writes it (each payload and a
 //! newline; pretty-printed documents span lines) decodes to one valid JSON object per event, the same events the
 //! library gives.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+// Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
+// (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 
 use std::io::Write;
 use std::path::Path;

@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! MD5 password authentication (`AuthenticationMD5Password`).
 //!
 //! The reply is `"md5" + hex(md5(hex(md5(password + user)) + salt))`, lower-case hex. MD5 is weak and is
@@ -38,7 +37,6 @@ pub fn md5_password(user: &[u8], password: &[u8], salt: [u8; 4]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! Authentication: cleartext, MD5 and SCRAM-SHA-256 as sans-IO state machines.
 //!
 //! [`Authenticator`] sequences the server's authentication requests (`R` messages, decoded by the caller into
@@ -17,7 +16,6 @@
 //! ```
 
 pub mod md5;
-#[cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 pub mod require;
 mod saslprep;
 pub mod scram;
@@ -473,7 +471,6 @@ impl Authenticator {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::scram::sim::Server;
     use super::*;

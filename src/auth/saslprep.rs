@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! SASLprep (RFC 4013) of SCRAM passwords, with libpq's fallback.
 //!
 //! PostgreSQL normalizes a SCRAM password with SASLprep both when the secret is stored and when a client
@@ -22,7 +21,6 @@ pub(crate) fn prepare_password(password: &[u8]) -> Cow<'_, [u8]> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

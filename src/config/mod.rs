@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! Connection settings, read the way libpq reads them.
 //!
 //! A [`Config`] comes from a connection string in either of libpq's two syntaxes:

@@ -191,7 +191,6 @@ pub(super) fn wipe(buf: &mut [u8]) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 pub(super) mod tests {
     use super::*;
     use crate::config::DEBIAN_SOCKET_DIR;

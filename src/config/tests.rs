@@ -1,5 +1,4 @@
 //! Unit tests of parsing, resolution and rendering.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 use super::passfile::tests::write_pgpass;
 use super::passfile::*;
 use super::render::*;

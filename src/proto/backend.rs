@@ -1,5 +1,4 @@
 //! Backend (server → client) messages and the framing decoder.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use bytes::{Buf, Bytes, BytesMut};
 

@@ -7,7 +7,6 @@
 //! Every builder that takes a slot name checks it first with [`validate_slot_name`] and returns an error instead
 //! of a command for a name the server can never accept, so such a name fails the same way, with pgrepl's own
 //! error and before anything is sent, whatever the server's release (see that function).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use std::fmt::Write;
 

@@ -1,5 +1,4 @@
 //! A bounds-checked reader over one message body.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use bytes::Bytes;
 

@@ -1,6 +1,5 @@
 //! Frontend (client → server) message encoders. Each appends one message to a `BytesMut` and back-fills its
 //! length; a message that would not fit the protocol's i32 length, or a string with an embedded NUL, is an error.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use bytes::{BufMut, BytesMut};
 

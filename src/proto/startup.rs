@@ -5,7 +5,6 @@
 //! AuthenticationOk (and only in the order the [`Authenticator`] accepts), ParameterStatus/BackendKeyData only
 //! after it, and ReadyForQuery ends the sequence. An ErrorResponse becomes an [`Error`] of kind `Db` carrying
 //! every field; a NoticeResponse is handed back to the caller, never dropped.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 use bytes::BytesMut;
 

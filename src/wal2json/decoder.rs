@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! The decoders: [`Decoder`] (format 2), [`ChunkedDecoder`] (format 1, whole documents and write-in-chunks) and
 //! [`AnyDecoder`] (either, detected per payload), and the [`Events`] iterator they return.
 

@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! wal2json decoder: format 2 and format 1 (whole documents and write-in-chunks) into typed [`Event`]s.
 //!
 //! # Entry points

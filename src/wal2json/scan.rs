@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! The byte cursor under both format parsers: bounds-checked, never panics, never allocates except to unescape
 //! a string that contains escapes.
 //!
@@ -1512,7 +1511,6 @@ pub(crate) fn escape_char(b: &[u8], j: usize, base: usize) -> Result<(char, usiz
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! Unit tests: every action and option, every quirk, error offsets. (The recorded corpus, property tests and
 //! allocation tests are in tests/wal2json_*.rs.)
 
@@ -31,7 +30,7 @@ fn err_offset(e: &crate::Error) -> usize {
     assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
     let m = e.message();
     let at = m.rfind("at byte ").unwrap_or_else(|| panic!("no offset in {m:?}"));
-    m[at + 8..].parse().unwrap()
+    m.get(at + 8..).unwrap().parse().unwrap()
 }
 
 fn v2_err(p: &str) -> usize {

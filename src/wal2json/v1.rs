@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! Format 1: one document per transaction (`{"xid":…,"change":[…]}`), compact or pretty-printed, whole or
 //! written in chunks. This module reads the pieces; [`super::decoder`] strings them together.
 

@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! Format 2: one JSON object per change.
 //!
 //! A single pass over the bytes: keys are matched by their bytes (known keys in any order, unknown keys

@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! Events back to JSON, one object per event, in wal2json format 2's shape and key names.
 //!
 //! - Keys appear in wal2json's order and only when the event has them (an option the server did not have on
@@ -368,7 +367,6 @@ fn lsn_str(out: &mut Vec<u8>, l: Lsn) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn s(v: &str) -> String {
