@@ -386,7 +386,7 @@ impl<P: Decoding> ChangeStream<P> {
             }
             None => {
                 return Err(Error::new(
-                    ErrorKind::SlotInvalid,
+                    ErrorKind::SlotMissing,
                     format!("replication slot \"{}\" does not exist", self.cfg.slot),
                 ))
             }

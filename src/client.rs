@@ -27,7 +27,7 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::auth::Authenticator;
 use crate::config::{Config, Host};
 use crate::connect::Endpoint;
-use crate::error::{DbError, Error, Result};
+use crate::error::{DbError, Error, Result, SlotCommand};
 use crate::lsn::Lsn;
 use crate::proto::backend::{Authentication, BackendMessage, Decoder};
 use crate::proto::commands::{self, CreateSlot};
@@ -645,9 +645,15 @@ impl Client {
     /// CREATE_REPLICATION_SLOT … LOGICAL. A slot name the server cannot accept is refused before anything is
     /// sent, with an error of kind [`ErrorKind::Config`](crate::ErrorKind::Config)
     /// ([`commands::validate_slot_name`]); so are the other slot commands here and `start_replication`.
+    /// A slot that already exists: [`ErrorKind::SlotExists`](crate::ErrorKind::SlotExists); `two_phase` before
+    /// PostgreSQL 14: [`ErrorKind::ServerVersionUnsupported`](crate::ErrorKind::ServerVersionUnsupported).
     pub async fn create_replication_slot(&mut self, opts: &CreateSlot) -> Result<SlotInfo> {
         let ver = self.info.server_version_num().unwrap_or(150000);
-        let r = self.one_row(&opts.to_sql(ver)?).await?;
+        let sql = opts.to_sql(ver)?;
+        if opts.two_phase {
+            self.info.require_version(140000, "a two-phase slot (TWO_PHASE)")?;
+        }
+        let r = self.one_row(&sql).await.map_err(|e| e.in_slot_command(SlotCommand::Create))?;
         let bad = |what: &str| Error::protocol(format!("CREATE_REPLICATION_SLOT: bad {what}"));
         Ok(SlotInfo {
             slot_name: r.get(0, "slot_name").ok_or_else(|| bad("slot_name"))?.to_string(),
@@ -661,15 +667,20 @@ impl Client {
     }
 
     /// DROP_REPLICATION_SLOT \[WAIT\] (an invalid slot name: [`ErrorKind::Config`](crate::ErrorKind::Config),
-    /// nothing sent).
+    /// nothing sent; no such slot: [`ErrorKind::SlotMissing`](crate::ErrorKind::SlotMissing); in use without
+    /// `wait`: [`ErrorKind::SlotActive`](crate::ErrorKind::SlotActive)).
     pub async fn drop_replication_slot(&mut self, slot: &str, wait: bool) -> Result<()> {
-        self.simple_query(&commands::drop_slot(slot, wait)?).await.map(|_| ())
+        let sql = commands::drop_slot(slot, wait)?;
+        self.simple_query(&sql).await.map(|_| ()).map_err(|e| e.in_slot_command(SlotCommand::Drop))
     }
 
     /// READ_REPLICATION_SLOT (PostgreSQL 15+): `None` when the slot does not exist (an invalid slot name:
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config), nothing sent).
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config), nothing sent; an older server:
+    /// [`ErrorKind::ServerVersionUnsupported`](crate::ErrorKind::ServerVersionUnsupported), nothing sent).
     pub async fn read_replication_slot(&mut self, slot: &str) -> Result<Option<ReadSlot>> {
-        let r = self.one_row(&commands::read_slot(slot)?).await?;
+        let sql = commands::read_slot(slot)?;
+        self.info.require_version(150000, "READ_REPLICATION_SLOT")?;
+        let r = self.one_row(&sql).await.map_err(|e| e.in_slot_command(SlotCommand::Read))?;
         let Some(slot_type) = r.get(0, "slot_type") else { return Ok(None) };
         Ok(Some(ReadSlot {
             slot_type: slot_type.to_string(),

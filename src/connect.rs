@@ -202,7 +202,7 @@ async fn query_one(client: &mut Client, sql: &str) -> Result<String> {
     let failed = |detail: String| Error::new(ErrorKind::TargetSessionAttrs, format!("\"{sql}\" failed: {detail}"));
     let results = match client.simple_query(sql).await {
         Ok(r) => r,
-        Err(e) if e.kind() == ErrorKind::Db => return Err(failed(e.to_string())),
+        Err(e) if e.as_db().is_some() => return Err(failed(e.to_string())),
         Err(e) => return Err(e),
     };
     match results.first().map(|r| r.rows.as_slice()) {

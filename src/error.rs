@@ -2,6 +2,24 @@
 //!
 //! Every failure in pgrepl is an [`Error`] with a [`ErrorKind`]; server-reported errors keep every field of the
 //! ErrorResponse in a [`DbError`]. Passwords never appear in any message built here.
+//!
+//! Branch on [`Error::kind`] (or, for a server error without a kind of its own, on [`Error::code`]), never on an
+//! error's text: the text is for people and may change. A server error has kind [`ErrorKind::Db`] unless its
+//! SQLSTATE has a kind of its own; [`Error::as_db`] and [`Error::code`] answer for every server error whatever its
+//! kind. The SQLSTATEs that have one (mapped in one place, `kind_of_sqlstate` in this module):
+//!
+//! | SQLSTATE | kind | in answer to |
+//! |---|---|---|
+//! | `28P01` invalid_password, `28000` invalid_authorization_specification | [`ErrorKind::AuthFailed`] | anything |
+//! | `42704` undefined_object | [`ErrorKind::SlotMissing`] | `DROP_`, `READ_REPLICATION_SLOT`, `START_REPLICATION` |
+//! | `42710` duplicate_object | [`ErrorKind::SlotExists`] | `CREATE_REPLICATION_SLOT` |
+//! | `55006` object_in_use | [`ErrorKind::SlotActive`] | any slot command |
+//! | `55000` object_not_in_prerequisite_state | [`ErrorKind::SlotInvalid`] | `START_REPLICATION` |
+//!
+//! Only in answer to those commands can these codes be about the slot: elsewhere (`SHOW`, SQL on the replication
+//! connection) `42704` is an unknown parameter or type, `55006` a database in use, and they stay
+//! [`ErrorKind::Db`]; `55000` answers `CREATE_REPLICATION_SLOT` when `wal_level` is not `logical`, which is no
+//! fault of a slot.
 
 use std::fmt;
 
@@ -13,8 +31,19 @@ pub enum ErrorKind {
     Io,
     /// The server sent bytes that break the protocol (bad length, unknown or out-of-order message, …).
     Protocol,
-    /// Authentication failed or was refused on the client side (bad SCRAM proof, `require_auth`, …).
+    /// pgrepl refused to authenticate, or the server failed to prove itself: `require_auth` or
+    /// `channel_binding` not met, an unsupported method, a bad SCRAM server signature or message, the server
+    /// ending the exchange early. For the server rejecting the credentials see [`ErrorKind::AuthFailed`]; for a
+    /// missing password, [`ErrorKind::PasswordRequired`].
     Auth,
+    /// The server asked for a password (cleartext, MD5 or SCRAM-SHA-256) and none is configured (connection
+    /// string, `PGPASSWORD`, `.pgpass`). Raised by pgrepl before anything is sent; the caller may ask the user
+    /// for one and connect again (`pgrepl recv` prompts on exactly this kind).
+    PasswordRequired,
+    /// The server rejected the connection's credentials or identity: SQLSTATE `28P01` (wrong password) or
+    /// `28000` (no `pg_hba.conf` entry, unknown role, missing client certificate…). [`Error::as_db`] has the
+    /// server's fields. Retrying with the same settings cannot help.
+    AuthFailed,
     /// The server reported an error (ErrorResponse); see [`Error::db`].
     Db,
     /// A connection string, URI, environment variable or option is malformed, or so is a value given to a
@@ -31,8 +60,48 @@ pub enum ErrorKind {
     Tls,
     /// No host listed had the kind of server `target_session_attrs` asks for (read-write, standby, …).
     TargetSessionAttrs,
-    /// The replication slot is invalidated or otherwise unusable; retrying will not help.
+    /// The replication slot is invalidated or otherwise unusable: its WAL is gone (`wal_status` `lost`, or the
+    /// server's `55000` on a slot command), or it uses another output plugin. Retrying will not help.
     SlotInvalid,
+    /// The replication slot does not exist: the server's `42704` on a slot command, or no row in
+    /// `pg_replication_slots` for it ([`crate::changes::ChangeStream`]). Not retryable.
+    SlotMissing,
+    /// `CREATE_REPLICATION_SLOT` of a slot that already exists (the server's `42710`). Not retryable.
+    SlotExists,
+    /// The replication slot is in use by another connection (the server's `55006`, "is active for PID …").
+    /// Retryable: after a consumer is killed, its walsender may hold the slot for a moment.
+    SlotActive,
+    /// The server's release lacks a feature the request needs (e.g. `READ_REPLICATION_SLOT` before
+    /// PostgreSQL 15, a two-phase slot before 14). Raised by pgrepl before anything is sent. Not retryable.
+    ServerVersionUnsupported,
+}
+
+/// Server errors whose SQLSTATE says a reconnect may succeed ([`Error::is_retryable`]): admin shutdown, crash
+/// shutdown, cannot connect now, object in use (a slot still held by the previous connection), connection
+/// exceptions, too many connections.
+const RETRYABLE_SQLSTATES: &[&str] = &["57P01", "57P02", "57P03", "55006", "08000", "08003", "08006", "53300"];
+
+/// The replication command about one slot that a server error answers ([`Error::in_slot_command`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotCommand {
+    Create,
+    Drop,
+    Read,
+    Start,
+}
+
+/// The one place where a server's SQLSTATE becomes a kind (the table in the module docs): `slot` is the slot
+/// command the error answers, `None` for anything else (startup, authentication, SQL, `SHOW`, `IDENTIFY_SYSTEM`).
+fn kind_of_sqlstate(code: &str, slot: Option<SlotCommand>) -> ErrorKind {
+    use SlotCommand::*;
+    match (code, slot) {
+        ("28P01" | "28000", _) => ErrorKind::AuthFailed,
+        ("42704", Some(Drop | Read | Start)) => ErrorKind::SlotMissing,
+        ("42710", Some(Create)) => ErrorKind::SlotExists,
+        ("55006", Some(_)) => ErrorKind::SlotActive,
+        ("55000", Some(Start)) => ErrorKind::SlotInvalid,
+        _ => ErrorKind::Db,
+    }
 }
 
 /// The fields of a server ErrorResponse or NoticeResponse.
@@ -120,9 +189,20 @@ impl Error {
     pub fn timeout(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Timeout, msg)
     }
-    /// An error reported by the server.
+    /// An error reported by the server; its kind comes from its SQLSTATE (the table in the module docs).
     pub fn db(e: impl Into<Box<DbError>>) -> Self {
-        Error { kind: ErrorKind::Db, msg: String::new(), db: Some(e.into()), source: None }
+        let db: Box<DbError> = e.into();
+        Error { kind: kind_of_sqlstate(&db.code, None), msg: String::new(), db: Some(db), source: None }
+    }
+    /// This error as the answer to slot command `cmd`: a server error gets the kind its SQLSTATE has there (the
+    /// table in the module docs); any other error is returned as it is.
+    pub(crate) fn in_slot_command(mut self, cmd: SlotCommand) -> Self {
+        if let Some(db) = &self.db {
+            if self.kind == ErrorKind::Db {
+                self.kind = kind_of_sqlstate(&db.code, Some(cmd));
+            }
+        }
+        self
     }
     /// An I/O error with context.
     pub fn io(context: impl Into<String>, e: std::io::Error) -> Self {
@@ -163,15 +243,14 @@ impl Error {
             source: self.source.as_ref().map(|s| Box::new(SourceText(s.to_string())) as _),
         }
     }
-    /// Whether a reconnect may succeed (I/O, closed connection, timeouts, and server errors that are transient).
+    /// Whether a reconnect may succeed: I/O, a closed connection, timeouts, a slot still active
+    /// ([`ErrorKind::SlotActive`]), and server errors whose SQLSTATE is transient (shutdown, cannot connect now,
+    /// connection exceptions, too many connections). The one retry rule of `pgrepl recv` and
+    /// [`ChangeStream`](crate::changes::ChangeStream).
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            ErrorKind::Io | ErrorKind::Closed | ErrorKind::Timeout => true,
-            ErrorKind::Db => matches!(
-                self.code().unwrap_or(""),
-                // admin shutdown / crash shutdown / cannot connect now / object in use (slot active)
-                "57P01" | "57P02" | "57P03" | "55006" | "08000" | "08003" | "08006" | "53300"
-            ),
+            ErrorKind::Io | ErrorKind::Closed | ErrorKind::Timeout | ErrorKind::SlotActive => true,
+            ErrorKind::Db => RETRYABLE_SQLSTATES.contains(&self.code().unwrap_or("")),
             _ => false,
         }
     }
@@ -202,7 +281,7 @@ impl fmt::Display for Error {
         let what = match self.kind {
             ErrorKind::Io => "I/O error",
             ErrorKind::Protocol => "protocol error",
-            ErrorKind::Auth => "authentication failed",
+            ErrorKind::Auth | ErrorKind::PasswordRequired | ErrorKind::AuthFailed => "authentication failed",
             ErrorKind::Db => "server error",
             ErrorKind::Config => "invalid settings",
             ErrorKind::Decode => "decode error",
@@ -211,6 +290,10 @@ impl fmt::Display for Error {
             ErrorKind::Tls => "TLS error",
             ErrorKind::TargetSessionAttrs => "no suitable server",
             ErrorKind::SlotInvalid => "replication slot unusable",
+            ErrorKind::SlotMissing => "replication slot missing",
+            ErrorKind::SlotExists => "replication slot exists",
+            ErrorKind::SlotActive => "replication slot active",
+            ErrorKind::ServerVersionUnsupported => "server version unsupported",
         };
         f.write_str(what)?;
         if !self.msg.is_empty() {
@@ -249,3 +332,127 @@ impl From<std::io::Error> for Error {
 
 /// `Result<T, pgrepl::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> Error {
+        Error::db(DbError { severity: "ERROR".into(), code: code.into(), message: "m".into(), ..Default::default() })
+    }
+
+    /// Every SQLSTATE with a kind of its own, in answer to each command, and codes that keep kind `Db`.
+    #[test]
+    fn sqlstate_to_kind() {
+        use ErrorKind::*;
+        use SlotCommand::{Create, Drop, Read, Start};
+        let cases: &[(&str, Option<SlotCommand>, ErrorKind)] = &[
+            ("28P01", None, AuthFailed),
+            ("28000", None, AuthFailed),
+            ("28P01", Some(Start), AuthFailed),
+            ("42704", None, Db),
+            ("42704", Some(Create), Db),
+            ("42704", Some(Drop), SlotMissing),
+            ("42704", Some(Read), SlotMissing),
+            ("42704", Some(Start), SlotMissing),
+            ("42710", None, Db),
+            ("42710", Some(Create), SlotExists),
+            ("42710", Some(Drop), Db),
+            ("55006", None, Db),
+            ("55006", Some(Create), SlotActive),
+            ("55006", Some(Drop), SlotActive),
+            ("55006", Some(Read), SlotActive),
+            ("55006", Some(Start), SlotActive),
+            ("55000", None, Db),
+            ("55000", Some(Create), Db),
+            ("55000", Some(Drop), Db),
+            ("55000", Some(Start), SlotInvalid),
+            ("57P01", Some(Start), Db),
+            ("0A000", Some(Read), Db),
+            ("42601", None, Db),
+            ("", None, Db),
+        ];
+        for &(code, cmd, want) in cases {
+            let e = match cmd {
+                None => server(code),
+                Some(c) => server(code).in_slot_command(c),
+            };
+            assert_eq!(e.kind(), want, "{code} in answer to {cmd:?}");
+            // the server's fields are there whatever the kind
+            assert_eq!(e.code(), Some(code));
+            assert_eq!(e.as_db().map(|d| d.message.as_str()), Some("m"));
+        }
+    }
+
+    /// `in_slot_command` leaves pgrepl's own errors alone, and an error that already has a kind.
+    #[test]
+    fn in_slot_command_changes_only_server_errors_of_kind_db() {
+        for kind in [ErrorKind::Config, ErrorKind::Io, ErrorKind::Closed, ErrorKind::Db] {
+            let e = Error::new(kind, "x").in_slot_command(SlotCommand::Start);
+            assert_eq!(e.kind(), kind);
+        }
+        let e = server("28000").in_slot_command(SlotCommand::Drop);
+        assert_eq!(e.kind(), ErrorKind::AuthFailed);
+    }
+
+    /// The retry rule, pinned: each transient SQLSTATE and kind, and what is not retried. The answers are those of
+    /// the rule before the slot and authentication kinds existed (55006 was `Db` and retryable; 28P01, 28000,
+    /// 42704, 42710, 55000 were `Db` and not retryable).
+    #[test]
+    fn retryable() {
+        for code in ["57P01", "57P02", "57P03", "55006", "08000", "08003", "08006", "53300"] {
+            assert!(server(code).is_retryable(), "{code}");
+            for cmd in [SlotCommand::Create, SlotCommand::Drop, SlotCommand::Read, SlotCommand::Start] {
+                assert!(server(code).in_slot_command(cmd).is_retryable(), "{code} {cmd:?}");
+            }
+        }
+        for code in ["28P01", "28000", "42704", "42710", "55000", "42601", "0A000", "3D000", "42501", "58P01", ""] {
+            assert!(!server(code).is_retryable(), "{code}");
+            for cmd in [SlotCommand::Create, SlotCommand::Drop, SlotCommand::Read, SlotCommand::Start] {
+                assert!(!server(code).in_slot_command(cmd).is_retryable(), "{code} {cmd:?}");
+            }
+        }
+        use ErrorKind::*;
+        for (kind, want) in [
+            (Io, true),
+            (Closed, true),
+            (Timeout, true),
+            (SlotActive, true),
+            (Protocol, false),
+            (Auth, false),
+            (PasswordRequired, false),
+            (AuthFailed, false),
+            (Db, false), // no SQLSTATE
+            (Config, false),
+            (Decode, false),
+            (Tls, false),
+            (TargetSessionAttrs, false),
+            (SlotInvalid, false),
+            (SlotMissing, false),
+            (SlotExists, false),
+            (ServerVersionUnsupported, false),
+        ] {
+            assert_eq!(Error::new(kind, "x").is_retryable(), want, "{kind:?}");
+            assert_eq!(Error::new(kind, "x").duplicate().is_retryable(), want, "{kind:?} duplicated");
+        }
+        assert!(Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)).is_retryable());
+    }
+
+    /// A copy for a second observer keeps the kind a SQLSTATE gave.
+    #[test]
+    fn duplicate_keeps_the_kind() {
+        let e = server("55006").in_slot_command(SlotCommand::Start);
+        let d = e.duplicate();
+        assert_eq!((d.kind(), d.code(), d.is_retryable()), (ErrorKind::SlotActive, Some("55006"), true));
+    }
+
+    /// The authentication kinds read as before: "authentication failed: …" for pgrepl's own, the server's
+    /// message for a server error.
+    #[test]
+    fn display() {
+        let e = Error::new(ErrorKind::PasswordRequired, "password required, none supplied");
+        assert_eq!(e.to_string(), "authentication failed: password required, none supplied");
+        assert_eq!(server("28P01").to_string(), "ERROR: m (SQLSTATE 28P01)");
+        assert_eq!(Error::new(ErrorKind::ServerVersionUnsupported, "x").to_string(), "server version unsupported: x");
+    }
+}

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::client::{Client, Conn, Socket};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SlotCommand};
 use crate::lsn::Lsn;
 use crate::plugin::{OutputPlugin, TxnClassifier};
 use crate::proto::backend::BackendMessage;
@@ -168,7 +168,7 @@ impl Client {
                 cfg.status_interval = cfg.status_interval.min(t / 2).max(Duration::from_millis(100));
             }
         }
-        self.start_copy_both(&command).await?;
+        self.start_copy_both(&command).await.map_err(|e| e.in_slot_command(SlotCommand::Start))?;
         let (conn, info) = self.into_parts();
         let budget_max = cfg.buffer_bytes.clamp(1, u32::MAX as usize);
         let slots_max = cfg.buffer_messages.clamp(1, u32::MAX as usize);

@@ -221,10 +221,10 @@ impl Plan {
             return false;
         }
         let next = match (self.mode, self.attempt) {
-            (SslMode::Allow, Attempt::Plain) if err.kind() == ErrorKind::Db => Attempt::Required,
+            // any error the server reported, whatever its kind (AuthFailed for pg_hba's 28000 among them)
+            (SslMode::Allow, Attempt::Plain) if err.as_db().is_some() => Attempt::Required,
             (SslMode::Prefer, Attempt::Preferred)
-                if !self.binding_required
-                    && (self.handshake_failed || (self.used_tls && err.kind() == ErrorKind::Db)) =>
+                if !self.binding_required && (self.handshake_failed || (self.used_tls && err.as_db().is_some())) =>
             {
                 Attempt::Plain
             }

@@ -112,7 +112,8 @@ async fn wrong_password_is_28p01_with_fields() {
         for tcp in [true, false] {
             for extra in ["", "replication=database"] {
                 let e = connect_err(tcp, user, "not-the-password", "postgres", extra).await;
-                assert_eq!(e.kind(), ErrorKind::Db, "{user}: {e}");
+                assert_eq!(e.kind(), ErrorKind::AuthFailed, "{user}: {e}");
+                assert!(!e.is_retryable(), "{user}: {e}");
                 assert_eq!(e.code(), Some("28P01"), "{user}: {e}");
                 let db = e.as_db().unwrap();
                 assert_eq!(db.severity, "FATAL");
@@ -126,9 +127,13 @@ async fn wrong_password_is_28p01_with_fields() {
 #[tokio::test]
 async fn missing_password_is_refused_by_the_client() {
     for user in ["u_password", "u_md5", "u_scram"] {
-        let e = connect_err(true, user, "", "postgres", "").await;
-        assert_eq!(e.kind(), ErrorKind::Auth, "{user}: {e}");
-        assert!(e.to_string().contains("password"), "{e}");
+        for tcp in [true, false] {
+            let e = connect_err(tcp, user, "", "postgres", "").await;
+            assert_eq!(e.kind(), ErrorKind::PasswordRequired, "{user}: {e}");
+            assert_eq!(e.code(), None, "pgrepl's own error: {e}");
+            assert!(!e.is_retryable(), "{user}: {e}");
+            assert!(e.to_string().contains("password required"), "{e}");
+        }
     }
 }
 
@@ -156,7 +161,7 @@ async fn no_pg_hba_entry_is_28000() {
     for tcp in [true, false] {
         for extra in ["", "replication=database"] {
             let e = connect_err(tcp, "no_such_role", "whatever-pw", "postgres", extra).await;
-            assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+            assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
             assert_eq!(e.code(), Some("28000"), "{e}");
             let db = e.as_db().unwrap();
             assert_eq!(db.severity, "FATAL");
@@ -269,7 +274,7 @@ async fn password_from_pgpass_file() {
         assert_eq!(cfg.password_for(0), None, "{who}: a 0644 password file must be ignored");
         assert!(!warnings.is_empty(), "{who}: no warning for a 0644 password file");
         let e = Client::connect(&cfg).await.expect_err("no password");
-        assert_eq!(e.kind(), ErrorKind::Auth, "{who}: {e}");
+        assert_eq!(e.kind(), ErrorKind::PasswordRequired, "{who}: {e}");
     }
 
     // A password in the string wins over the file.
@@ -280,6 +285,7 @@ async fn password_from_pgpass_file() {
     )
     .unwrap();
     let e = Client::connect(&cfg).await.expect_err("wrong password");
+    assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
     assert_eq!(e.code(), Some("28P01"), "{e}");
 }
 
@@ -435,6 +441,7 @@ async fn valid_slot_names_are_quoted_and_work() {
         }
         // a name that does not exist: DROP says so, READ answers nothing
         let e = c.drop_replication_slot(name, true).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SlotMissing, "{name:?}: {e}");
         assert_eq!(e.code(), Some("42704"), "{name:?}: {e}");
         assert_eq!(c.read_replication_slot(name).await.unwrap(), None, "{name:?}");
     }
@@ -490,6 +497,7 @@ async fn slot_lifecycle() {
     let mut other = replication_client().await;
     for (name, temporary) in [("auth_tmp_export", true), ("auth_perm", false), ("auth_perm", true)] {
         let e = other.create_replication_slot(&logical(name, temporary, SnapshotAction::NoExport)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SlotExists, "{name}: {e}");
         assert_eq!(e.code(), Some("42710"), "{name}: {e}");
         assert!(e.to_string().contains("already exists"), "{e}");
     }
@@ -508,6 +516,7 @@ async fn slot_lifecycle() {
     // DROP ... WAIT, then again: 42704
     c.drop_replication_slot("auth_perm", true).await.unwrap();
     let e = c.drop_replication_slot("auth_perm", true).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SlotMissing, "{e}");
     assert_eq!(e.code(), Some("42704"), "{e}");
     c.close().await.unwrap();
 
@@ -527,6 +536,45 @@ async fn slot_lifecycle() {
         assert!(std::time::Instant::now() < deadline, "the temporary slot outlived its connection: {left}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A slot streamed by one connection: another's START_REPLICATION and DROP (without WAIT) are refused with 55006,
+/// kind SlotActive, which a reconnect may mend; once the first lets go, both work.
+#[tokio::test]
+async fn an_active_slot_is_slot_active_and_retryable() {
+    let mut c = replication_client().await;
+    c.create_replication_slot(&logical("auth_active", false, SnapshotAction::NoExport)).await.unwrap();
+    let held = c
+        .start_replication("auth_active", &pgrepl::plugin::Wal2json, pgrepl::Lsn(0), &[], Default::default())
+        .await
+        .unwrap();
+    let other = replication_client().await;
+    let Err(e) = other
+        .start_replication("auth_active", &pgrepl::plugin::Wal2json, pgrepl::Lsn(0), &[], Default::default())
+        .await
+    else {
+        panic!("START_REPLICATION of a slot in use started")
+    };
+    assert_eq!(e.kind(), ErrorKind::SlotActive, "{e}");
+    assert_eq!(e.code(), Some("55006"), "{e}");
+    assert!(e.is_retryable(), "{e}");
+    let mut other = replication_client().await;
+    let e = other.drop_replication_slot("auth_active", false).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SlotActive, "{e}");
+    assert!(e.is_retryable(), "{e}");
+    held.stop().await.unwrap().close().await.unwrap();
+    // the walsender lets go of the slot as its connection ends: DROP ... WAIT waits for that
+    other.drop_replication_slot("auth_active", true).await.unwrap();
+    // and a missing one is SlotMissing, not retried
+    let Err(e) = other
+        .start_replication("auth_active", &pgrepl::plugin::Wal2json, pgrepl::Lsn(0), &[], Default::default())
+        .await
+    else {
+        panic!("START_REPLICATION of a dropped slot started")
+    };
+    assert_eq!(e.kind(), ErrorKind::SlotMissing, "{e}");
+    assert_eq!(e.code(), Some("42704"), "{e}");
+    assert!(!e.is_retryable(), "{e}");
 }
 
 #[tokio::test]

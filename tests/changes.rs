@@ -212,9 +212,21 @@ async fn an_invalidated_slot_is_fatal() {
     let err = ChangeStream::connect(cfg(&c, "lost")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SlotInvalid, "{err}");
     assert!(!err.is_retryable());
+    // the server's own refusal, to a START_REPLICATION sent without looking (as `pgrepl recv` does): 55000
+    let conninfo = format!("{} replication=database", c.conninfo(c.superuser(), "postgres"));
+    let conf = pgrepl::config::Config::parse(&conninfo).unwrap();
+    let client = pgrepl::client::Client::connect(&conf).await.unwrap();
+    let Err(err) = client.start_replication("lost", &pgrepl::plugin::Wal2json, Lsn(0), &[], Default::default()).await
+    else {
+        panic!("an invalidated slot started streaming")
+    };
+    assert_eq!(err.kind(), ErrorKind::SlotInvalid, "{err}");
+    assert_eq!(err.code(), Some("55000"), "{err}");
+    assert!(!err.is_retryable());
     // a missing slot is not retried either
     let err = ChangeStream::connect(cfg(&c, "missing")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::SlotInvalid, "{err}");
+    assert_eq!(err.kind(), ErrorKind::SlotMissing, "{err}");
+    assert!(!err.is_retryable());
 }
 
 /// wal2json format 1 sends a whole transaction at its first change's LSN. A transaction that began before another

@@ -123,7 +123,7 @@ fn assert_no_password_sent(recorded: &[u8]) {
 #[tokio::test]
 async fn startup_packet_is_protocol_3_with_our_parameters() {
     let (e, rec) = play(fields(b'E', &[(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "28000"), (b'M', "go away")])).await;
-    assert_kind(&e, ErrorKind::Db, &["go away"]);
+    assert_kind(&e, ErrorKind::AuthFailed, &["go away"]);
     let startup = {
         let len = u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]) as usize;
         rec[8..len].to_vec()

@@ -398,7 +398,7 @@ async fn allow_and_prefer_retry_the_other_way_as_libpq() {
     assert!(ssl_in_use(&conninfo(&cluster, "u_sslonly", "sslmode=allow")).await.unwrap());
     assert_fails(
         ssl_in_use(&conninfo(&cluster, "u_sslonly", "sslmode=disable")).await,
-        ErrorKind::Db,
+        ErrorKind::AuthFailed,
         "no pg_hba.conf entry",
         "disable, hostssl user",
     );
@@ -408,7 +408,7 @@ async fn allow_and_prefer_retry_the_other_way_as_libpq() {
         let extra = format!("sslmode={mode} sslrootcert={}", pki.p("ca.crt"));
         assert_fails(
             ssl_in_use(&conninfo(&cluster, "u_nossl", &extra)).await,
-            ErrorKind::Db,
+            ErrorKind::AuthFailed,
             "no pg_hba.conf entry",
             &format!("{mode}, hostnossl user"),
         );
@@ -416,13 +416,13 @@ async fn allow_and_prefer_retry_the_other_way_as_libpq() {
     // prefer never retries in plaintext when channel binding is required: it could not succeed.
     assert_fails(
         ssl_in_use(&conninfo(&cluster, "u_nossl", "sslmode=prefer channel_binding=require")).await,
-        ErrorKind::Db,
+        ErrorKind::AuthFailed,
         "no pg_hba.conf entry",
         "prefer + channel_binding=require, hostnossl user",
     );
     // A wrong password is rejected over TLS, then again in plaintext: still an error, the server's.
     let r = ssl_in_use(&format!("{} password=wrong", conninfo(&cluster, "u_scram", "sslmode=prefer"))).await;
-    assert_fails(r, ErrorKind::Db, "password authentication failed", "prefer, wrong password");
+    assert_fails(r, ErrorKind::AuthFailed, "password authentication failed", "prefer, wrong password");
 }
 
 #[tokio::test]
@@ -528,11 +528,16 @@ async fn client_certificate_logs_in_where_pg_hba_says_cert() {
     c.close().await.unwrap();
 
     // No certificate: the server refuses.
-    assert_fails(ssl_in_use(&ci("sslmode=require")).await, ErrorKind::Db, "certificate", "no client certificate");
+    assert_fails(
+        ssl_in_use(&ci("sslmode=require")).await,
+        ErrorKind::AuthFailed,
+        "certificate",
+        "no client certificate",
+    );
     // sslcertmode=disable: the configured certificate is not sent, so the server refuses too.
     assert_fails(
         ssl_in_use(&ci(&format!("sslmode=require {certs} sslcertmode=disable"))).await,
-        ErrorKind::Db,
+        ErrorKind::AuthFailed,
         "certificate",
         "sslcertmode=disable",
     );

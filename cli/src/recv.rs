@@ -241,11 +241,11 @@ async fn connect(a: &RecvArgs, cfg: &mut Config) -> Result<Client, Error> {
     }
     match Client::connect(cfg).await {
         Err(e)
-            if e.kind() == ErrorKind::Auth && cfg.password.is_none() && !a.never_prompt && crate::prompt::is_tty() =>
+            if e.kind() == ErrorKind::PasswordRequired
+                && cfg.password.is_none()
+                && !a.never_prompt
+                && crate::prompt::is_tty() =>
         {
-            if !e.to_string().contains("password") {
-                return Err(e);
-            }
             cfg.password = Some(crate::prompt::password()?.into_bytes());
             Client::connect(cfg).await
         }
@@ -279,7 +279,7 @@ async fn run_args(a: RecvArgs, mut signals: crate::signals::Signals) -> Result<(
         };
         match client.create_replication_slot(&cs).await {
             Ok(_) => {}
-            Err(e) if a.if_not_exists && e.code() == Some("42710") => {
+            Err(e) if a.if_not_exists && e.kind() == ErrorKind::SlotExists => {
                 if a.verbose {
                     eprintln!("pgrepl recv: replication slot \"{}\" already exists", a.slot);
                 }

@@ -26,7 +26,7 @@ pub use scram::{random_nonce, ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_
 
 use std::fmt;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// The `channel_binding` connection option (as libpq); [`crate::config::Config::channel_binding`] holds one
 /// (`crate::config::ChannelBinding` is the same type).
@@ -415,7 +415,10 @@ impl Authenticator {
             )));
         }
         self.password.as_deref().ok_or_else(|| {
-            Error::auth(format!("password required, none supplied (server requested {what} authentication)"))
+            Error::new(
+                ErrorKind::PasswordRequired,
+                format!("password required, none supplied (server requested {what} authentication)"),
+            )
         })
     }
 
@@ -460,7 +463,10 @@ impl Authenticator {
             )));
         }
         let password = self.password.as_deref().ok_or_else(|| {
-            Error::auth("password required, none supplied (server requested SCRAM-SHA-256 authentication)")
+            Error::new(
+                ErrorKind::PasswordRequired,
+                "password required, none supplied (server requested SCRAM-SHA-256 authentication)",
+            )
         })?;
         let scram = ScramSha256::new(password, binding, self.nonce).with_iteration_cap(self.iteration_cap);
         Ok(match &self.cancel {
@@ -810,7 +816,7 @@ mod tests {
         ] {
             let mut a = Authenticator::new(b"u", None, RequireAuth::default(), None, [0; 18]);
             let r = a.handle(req);
-            expect_err(&mut a, r, ErrorKind::Auth, &["password required", name]);
+            expect_err(&mut a, r, ErrorKind::PasswordRequired, &["password required", name]);
         }
     }
 

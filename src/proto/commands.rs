@@ -27,9 +27,9 @@ pub const MAX_SLOT_NAME_LEN: usize = 63;
 /// `START_REPLICATION` merely look such a name up. Refusing it here gives one clear error on every release.
 ///
 /// The error is of kind [`ErrorKind::Config`] (the caller's input is malformed, as with a malformed connection
-/// string: not retryable, and no server state is involved), not [`ErrorKind::SlotInvalid`], which says that an
-/// existing slot is invalidated or missing on the server. Its message names the slot, the first offending byte
-/// and the rule.
+/// string: not retryable, and no server state is involved), not [`ErrorKind::SlotInvalid`] or
+/// [`ErrorKind::SlotMissing`], which say that a slot is invalidated or missing on the server. Its message names the
+/// slot, the first offending byte and the rule.
 pub fn validate_slot_name(name: &str) -> Result<()> {
     const RULE: &str = "a slot name is 1 to 63 bytes of lower-case letters, digits and underscores ([a-z0-9_])";
     let bad =

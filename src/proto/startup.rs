@@ -61,6 +61,22 @@ impl SessionInfo {
             Some(major * 10000 + minor * 100 + patch)
         }
     }
+    /// An error of kind [`ErrorKind::ServerVersionUnsupported`](crate::ErrorKind::ServerVersionUnsupported) when
+    /// the server is older than `min` (a `server_version_num`, e.g. 150000) and so cannot do `what`; `Ok` when it
+    /// is recent enough or did not say.
+    pub fn require_version(&self, min: u32, what: &str) -> Result<()> {
+        match self.server_version_num() {
+            Some(v) if v < min => Err(Error::new(
+                crate::ErrorKind::ServerVersionUnsupported,
+                format!(
+                    "{what} needs PostgreSQL {} or later; the server is {}",
+                    min / 10000,
+                    self.parameter("server_version").unwrap_or_default()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The startup state machine.
@@ -157,5 +173,33 @@ impl Startup {
     /// Take the session parameters.
     pub fn into_info(self) -> SessionInfo {
         self.info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn server(version: &str) -> SessionInfo {
+        SessionInfo { parameters: vec![("server_version".into(), version.into())], ..Default::default() }
+    }
+
+    #[test]
+    fn require_version() {
+        assert_eq!(server("15.4 (Debian 15.4-1)").server_version_num(), Some(150004));
+        assert_eq!(server("9.6.24").server_version_num(), Some(90624));
+        server("15.0").require_version(150000, "READ_REPLICATION_SLOT").unwrap();
+        server("17.2").require_version(150000, "READ_REPLICATION_SLOT").unwrap();
+        // a server that did not say is not refused: it answers for itself
+        SessionInfo::default().require_version(150000, "READ_REPLICATION_SLOT").unwrap();
+        let e = server("14.11").require_version(150000, "READ_REPLICATION_SLOT").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ServerVersionUnsupported);
+        assert!(!e.is_retryable());
+        assert_eq!(e.code(), None);
+        assert_eq!(
+            e.to_string(),
+            "server version unsupported: READ_REPLICATION_SLOT needs PostgreSQL 15 or later; the server is 14.11"
+        );
     }
 }
