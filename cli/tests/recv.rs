@@ -208,6 +208,50 @@ fn slot_actions_and_errors() {
     }
 }
 
+/// `pgrepl recv` on a terminal (util-linux `script` gives it one): it prompts for a password when the server asks
+/// for one and none is configured (`ErrorKind::PasswordRequired`), and only then — not for a `require_auth`
+/// refusal whose text happens to say "password".
+#[test]
+fn password_prompt_only_when_the_server_asks_for_a_password() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    let on_a_terminal = |user: &str, conninfo: &str, slot: &str, typed: &str| {
+        let cmd =
+            format!("{PGREPL} recv -h 127.0.0.1 -p {} -U {user} -d '{conninfo}' -S {slot} --create-slot", c.port());
+        let mut child = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("PGPASSWORD")
+            .env("PGPASSFILE", "/nonexistent")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script (util-linux)");
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(typed.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // SCRAM, no password configured: a prompt, the typed password, the slot
+    let (code, tty) = on_a_terminal("u_scram", "dbname=postgres", "prompted", "pw_scram\n");
+    assert_eq!(code, Some(0), "{tty}");
+    assert!(tty.contains("Password: "), "{tty}");
+    assert_eq!(
+        c.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'prompted'").unwrap(),
+        "1"
+    );
+    // cleartext refused by require_auth: the error ("server requested password authentication, which
+    // require_auth does not allow") and no prompt
+    let (code, tty) =
+        on_a_terminal("u_password", "dbname=postgres require_auth=scram-sha-256", "refused", "pw_cleartext\n");
+    assert_eq!(code, Some(1), "{tty}");
+    assert!(!tty.contains("Password: "), "{tty}");
+    assert!(tty.contains("require_auth does not allow"), "{tty}");
+    assert_eq!(
+        c.psql("postgres", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'refused'").unwrap(),
+        "0"
+    );
+}
+
 #[test]
 fn sigint_stops_cleanly_with_a_final_status_update() {
     let c = TempCluster::start(ClusterOptions::default()).unwrap();
