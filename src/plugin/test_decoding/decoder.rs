@@ -1,4 +1,3 @@
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! test_decoding's lines into typed [`Event`]s (the formats of `contrib/test_decoding/test_decoding.c`).
 //!
 //! | line | event |
