@@ -507,7 +507,7 @@ impl<P: Decoding> ChangeStream<P> {
                 Boundary::Inside | Boundary::Whole => {}
             }
             if !self.open {
-                end = self.end_lsn(&x, b)?;
+                end = self.cfg.plugin.ack_lsn(&x);
                 self.delivered = self.delivered.max(end);
             }
             self.current = Some(x);
@@ -579,7 +579,7 @@ impl<P: Decoding> ChangeStream<P> {
             Boundary::End if self.open => Ok(false),
             // a whole format 1 transaction or a non-transactional message: its own LSN
             Boundary::End | Boundary::Whole => {
-                let at = self.end_lsn(x, b)?;
+                let at = self.cfg.plugin.ack_lsn(x);
                 if at.is_invalid() || at > self.acked {
                     return Ok(false);
                 }
@@ -590,15 +590,6 @@ impl<P: Decoding> ChangeStream<P> {
             }
             _ => Ok(false),
         }
-    }
-
-    /// The position to acknowledge for a payload that ends a transaction or stands alone: its XLogData position,
-    /// except for a whole format-1 transaction, which the server sends at its first change's LSN and which
-    /// carries its commit's end as `nextlsn` (`include-lsn`, on by default). Acknowledging the first change's
-    /// LSN would have the server send it again, and would take a later-committed transaction that began before
-    /// it for a replay.
-    fn end_lsn(&mut self, x: &XLogData, b: Boundary) -> Result<Lsn> {
-        Ok(if b == Boundary::End { self.cfg.plugin.commit_lsn(&x.data, x.wal_start) } else { x.wal_start })
     }
 
     /// Acknowledge everything up to `lsn` (a transaction's commit LSN once it is stored). Monotonic.

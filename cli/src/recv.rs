@@ -629,10 +629,7 @@ impl<'a> Receiver<'a> {
         };
         if ends {
             self.open = OpenTxn::default();
-            let lsn = match &self.plugin {
-                Some(p) if b == Boundary::End => p.commit_lsn(&x.data, x.wal_start),
-                _ => x.wal_start,
-            };
+            let lsn = self.plugin.as_ref().map_or(x.wal_start, |p| p.ack_lsn(x));
             let prev = self.buffered.unwrap_or(self.boundary).lsn;
             self.buffered = Some(Durable { len: self.out.len_after_buffer(), lsn: prev.max(lsn) });
         }

@@ -46,6 +46,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::lsn::Lsn;
 pub use crate::proto::feedback::Boundary;
+use crate::proto::replication::XLogData;
 pub use test_decoding::{TestDecoding, TestDecodingDecoder, TestDecodingEvents, TestDecodingTracker};
 pub use wal2json::{Wal2json, Wal2jsonTracker};
 
@@ -76,6 +77,16 @@ pub trait OutputPlugin: fmt::Debug + Send + Sync + 'static {
     fn commit_lsn(&self, payload: &[u8], wal_start: Lsn) -> Lsn {
         let _ = payload;
         wal_start
+    }
+    /// Where acknowledging `x`, a payload that ends a transaction or stands alone, points: [`commit_lsn`]
+    /// (Self::commit_lsn) for the end of a transaction, the payload's own position otherwise. What the CLI and
+    /// [`crate::changes::ChangeStream`] acknowledge and filter replays by.
+    fn ack_lsn(&self, x: &XLogData) -> Lsn {
+        if x.boundary == Boundary::End {
+            self.commit_lsn(&x.data, x.wal_start)
+        } else {
+            x.wal_start
+        }
     }
     /// Whether the plugin's messages show transaction boundaries at all (`false`: every message is a unit).
     fn knows_transactions(&self) -> bool {
