@@ -955,6 +955,8 @@ mod tests {
             runuser: None,
             ipv6: false,
             plugin_allowlist: false,
+            major: 15,
+            version: "15.18".into(),
         };
         let hba = cluster.hba_conf();
         for &(user, _, method) in USERS.iter().chain(&[("postgres", "", "trust")]) {
