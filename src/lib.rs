@@ -18,6 +18,7 @@ pub mod event;
 pub mod lsn;
 pub mod plugin;
 pub mod proto;
+pub mod spill;
 pub mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
