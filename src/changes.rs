@@ -51,9 +51,10 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::lsn::Lsn;
-use crate::plugin::{Boundary, Decode, Decoding, Wal2json};
+use crate::plugin::{Boundary, Decode, Decoding, Route, Router, Wal2json};
 use crate::proto::commands::{quote_sql_literal, CreateSlot, SnapshotAction};
 use crate::proto::replication::XLogData;
+use crate::spill::{Held, Released, Spill};
 use crate::stream::{ReplicationStream, StreamConfig};
 
 /// Something the stream did that the application may want to know (reconnects, replays, slot state).
@@ -177,6 +178,13 @@ pub struct ChangeStreamConfig<P = Wal2json> {
     /// Write a heartbeat message every so often (`None`: never, the default). See
     /// [`ChangeStreamConfig::heartbeat`].
     pub heartbeat: Option<Duration>,
+    /// Memory for the payloads of transactions the plugin sends before they commit (pgoutput's `streaming`),
+    /// held until they commit: all such transactions together hold at most this many bytes in memory (default
+    /// 64 MiB), the rest goes to temporary files in [`spill_dir`](Self::spill_dir) ([`crate::spill`]).
+    pub hold_memory: usize,
+    /// Where held transactions beyond [`hold_memory`](Self::hold_memory) go (`None`: the system's temporary
+    /// directory). The files are unlinked as soon as they are made.
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl<P: fmt::Debug> fmt::Debug for ChangeStreamConfig<P> {
@@ -221,6 +229,8 @@ impl<P: Decoding> ChangeStreamConfig<P> {
             reconnect: Reconnect::default(),
             on_event: None,
             heartbeat: None,
+            hold_memory: 64 << 20,
+            spill_dir: None,
         })
     }
     /// Create the slot when missing.
@@ -316,6 +326,20 @@ pub struct ChangeStream<P: Decoding = Wal2json> {
     /// A heartbeat received and not acknowledged yet (0/0: none); acknowledged once `acked >= delivered`.
     heartbeat_pending: Lsn,
     heartbeat: Option<HeartbeatTask>,
+    /// Where each payload goes ([`Decoding::router`]), and the payloads held for transactions not yet committed.
+    router: Box<dyn Router>,
+    spill: Spill,
+    /// A committed held transaction being delivered: its held payloads, then the payload that ended it.
+    releasing: Option<Releasing>,
+}
+
+/// A held transaction on its way to the application ([`Route::Release`]).
+struct Releasing {
+    held: Released,
+    /// The payload that ended it (delivered last).
+    last: XLogData,
+    /// No held payload has been delivered yet (the first one opens the transaction).
+    first: bool,
 }
 
 impl<P: Decoding> fmt::Debug for ChangeStream<P> {
@@ -334,7 +358,11 @@ impl<P: Decoding> ChangeStream<P> {
     pub async fn connect(cfg: ChangeStreamConfig<P>) -> Result<ChangeStream<P>> {
         let acked = cfg.start;
         let reported = acked.max(cfg.confirmed);
+        let spill = Spill::new(cfg.hold_memory, cfg.spill_dir.clone().unwrap_or_else(std::env::temp_dir));
         let mut s = ChangeStream {
+            router: cfg.plugin.router(),
+            spill,
+            releasing: None,
             decoder: cfg.plugin.decoder(),
             probe: cfg.plugin.decoder(),
             cfg,
@@ -434,6 +462,10 @@ impl<P: Decoding> ChangeStream<P> {
                 Ok(s) => {
                     self.stream = Some(s);
                     self.decoder.reset();
+                    // held transactions come again, whole, from the restart position
+                    self.router.reset();
+                    self.spill.clear();
+                    self.releasing = None;
                     self.skipping = false;
                     self.open = false;
                     self.heartbeat_pending = Lsn::INVALID;
@@ -468,6 +500,17 @@ impl<P: Decoding> ChangeStream<P> {
             if self.stream.is_none() {
                 self.reconnect().await?;
             }
+            if let Some(x) = self.next_released()? {
+                if x.boundary == Boundary::End {
+                    self.open = false;
+                    end = self.cfg.plugin.ack_lsn(&x);
+                    self.delivered = self.delivered.max(end);
+                } else {
+                    self.open = true;
+                }
+                self.current = Some(x);
+                break;
+            }
             let Some(stream) = self.stream.as_mut() else { continue };
             let x = match stream.next().await {
                 Ok(Some(x)) => x,
@@ -493,6 +536,27 @@ impl<P: Decoding> ChangeStream<P> {
             };
             // classified once, by the stream task, with the plugin's rules
             let b = x.boundary;
+            match self.router.route(&x.data)? {
+                Route::Deliver => {}
+                Route::Hold { xid, sub } => {
+                    let held = Held { wal_start: x.wal_start, wal_end: x.wal_end, data: x.data };
+                    self.spill.hold(xid, sub, held)?;
+                    continue;
+                }
+                Route::Discard { xid, sub } => {
+                    self.spill.abort(xid, sub)?;
+                    continue;
+                }
+                Route::Release { xid } => {
+                    if self.is_replay(&x, b)? {
+                        self.spill.abort(xid, xid)?;
+                    } else {
+                        let held = self.spill.release(xid)?;
+                        self.releasing = Some(Releasing { held, last: x, first: true });
+                    }
+                    continue;
+                }
+            }
             if self.is_replay(&x, b)? {
                 continue;
             }
@@ -520,6 +584,38 @@ impl<P: Decoding> ChangeStream<P> {
             }
             _ => Ok(None),
         }
+    }
+
+    /// The next payload of a held transaction being released ([`Route::Release`]): its held payloads (the first
+    /// one opening the transaction), then the payload that ended it ([`Boundary::End`]).
+    fn next_released(&mut self) -> Result<Option<XLogData>> {
+        let Some(r) = self.releasing.as_mut() else { return Ok(None) };
+        match r.held.next() {
+            Some(h) => {
+                let h = h?;
+                let boundary = if std::mem::take(&mut r.first) { Boundary::Begin } else { Boundary::Inside };
+                Ok(Some(XLogData {
+                    wal_start: h.wal_start,
+                    wal_end: h.wal_end,
+                    server_time: r.last.server_time,
+                    data: h.data,
+                    boundary,
+                }))
+            }
+            None => {
+                let mut last = self.releasing.take().map(|r| r.last);
+                if let Some(x) = last.as_mut() {
+                    x.boundary = Boundary::End;
+                }
+                Ok(last)
+            }
+        }
+    }
+
+    /// Bytes of held transactions in memory now, the transactions held, and the spill files made and bytes
+    /// written to them so far ([`ChangeStreamConfig::hold_memory`]).
+    pub fn held(&self) -> (usize, usize, (u64, u64)) {
+        (self.spill.memory(), self.spill.transactions(), self.spill.spilled())
     }
 
     /// Whether `x` (a standalone payload) is a heartbeat message.

@@ -120,6 +120,55 @@ pub trait Decode: Send + 'static {
     fn in_transaction(&self) -> bool;
 }
 
+/// Where a payload goes before the application sees it. A plugin that sends a transaction before it commits
+/// (pgoutput's `streaming`: segments interleaved with other transactions, possibly aborted) has its
+/// [`Router`] hold those payloads and release them, in order, when the transaction commits; every other payload
+/// is delivered as it comes. [`crate::changes::ChangeStream`] keeps the held payloads ([`crate::spill::Spill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Deliver it now.
+    Deliver,
+    /// Part of top-level transaction `xid` (from its subtransaction `sub`; `sub == xid` for the top level),
+    /// which has not committed: hold it.
+    Hold {
+        /// Top-level transaction.
+        xid: u32,
+        /// Subtransaction (or `xid`).
+        sub: u32,
+    },
+    /// Ends transaction `xid`: deliver its held payloads, in order, then this one.
+    Release {
+        /// Top-level transaction.
+        xid: u32,
+    },
+    /// Transaction `xid` (`sub == xid`) or its subtransaction `sub` aborted: forget what is held of it (of a
+    /// subtransaction: from its first payload on); this payload is not delivered either.
+    Discard {
+        /// Top-level transaction.
+        xid: u32,
+        /// The aborted subtransaction, or `xid`.
+        sub: u32,
+    },
+}
+
+/// Routes one stream's payloads ([`Route`]); it may keep state across payloads.
+pub trait Router: Send + 'static {
+    /// Where `payload` goes.
+    fn route(&mut self, payload: &[u8]) -> Result<Route>;
+    /// Forget any state (after a reconnect, the server resends from a transaction boundary).
+    fn reset(&mut self) {}
+}
+
+/// Every payload is delivered as it comes (plugins that send transactions only once they commit).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeliverAll;
+
+impl Router for DeliverAll {
+    fn route(&mut self, _: &[u8]) -> Result<Route> {
+        Ok(Route::Deliver)
+    }
+}
+
 /// A plugin pgrepl decodes into typed [`Event`]s (what [`crate::changes::ChangeStream`] is generic over).
 pub trait Decoding: OutputPlugin + Clone {
     /// Its decoder.
@@ -131,6 +180,11 @@ pub trait Decoding: OutputPlugin + Clone {
     /// timestamps).
     fn stream_options(&self) -> Vec<(String, Option<String>)> {
         self.default_options()
+    }
+    /// A fresh [`Router`] for one stream: [`DeliverAll`] unless the plugin sends transactions before they
+    /// commit.
+    fn router(&self) -> Box<dyn Router> {
+        Box::new(DeliverAll)
     }
 }
 
