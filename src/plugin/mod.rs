@@ -36,6 +36,7 @@
 //!
 //! Sans IO: no tokio.
 
+mod streaming;
 mod test_decoding;
 mod wal2json;
 
@@ -47,6 +48,7 @@ use crate::event::Event;
 use crate::lsn::Lsn;
 pub use crate::proto::feedback::Boundary;
 use crate::proto::replication::XLogData;
+pub use streaming::StreamedTxns;
 pub use test_decoding::{TestDecoding, TestDecodingDecoder, TestDecodingEvents, TestDecodingTracker};
 pub use wal2json::{Wal2json, Wal2jsonTracker};
 
