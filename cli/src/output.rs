@@ -19,6 +19,14 @@ impl Writer {
         Writer { format, json: crate::jsonout::JsonOut::new() }
     }
 
+    /// The slot's output plugin, once known: JSON (and `none`) decode its payloads; raw output takes any plugin.
+    pub fn set_plugin(&mut self, name: &str) -> Result<(), Error> {
+        match self.format {
+            OutputFormat::Raw => Ok(()),
+            OutputFormat::Json | OutputFormat::None => self.json.set_plugin(name),
+        }
+    }
+
     /// Append the output for one payload to `buf`.
     pub fn write(&mut self, payload: &[u8], buf: &mut Vec<u8>) -> Result<(), Error> {
         match self.format {

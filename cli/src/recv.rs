@@ -464,6 +464,7 @@ impl<'a> Receiver<'a> {
             Some(p) => p.clone(),
             None => {
                 let p = pgrepl::plugin::by_name(&slot_plugin(&mut c, self.a).await.map_err(conn("reading the slot"))?);
+                self.out.writer.set_plugin(p.name()).map_err(Failure::Local)?;
                 if self.a.verbose {
                     let rule = if p.knows_transactions() { "" } else { " (unknown: each message is a unit)" };
                     eprintln!("pgrepl recv: slot \"{}\" uses output plugin {}{rule}", self.a.slot, p.name());
