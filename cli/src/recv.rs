@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use pgrepl::changes::Reconnect;
 use pgrepl::client::Client;
 use pgrepl::config::Config;
-use pgrepl::plugin::{Boundary, OutputPlugin};
+use pgrepl::plugin::{Boundary, DeliverAll, OutputPlugin, Route, Router};
 use pgrepl::proto::commands::{quote_sql_literal, CreateSlot, SnapshotAction};
 use pgrepl::proto::replication::XLogData;
+use pgrepl::spill::{Held, Spill};
 use pgrepl::stream::{ReplicationStream, StreamConfig};
 use pgrepl::{Error, ErrorKind, Lsn};
 
@@ -379,6 +380,11 @@ struct Receiver<'a> {
     replayed: u64,
     /// The slot's output plugin (its rules place each payload in its transaction), once known.
     plugin: Option<Arc<dyn OutputPlugin>>,
+    /// The plugin's router, and the payloads of transactions it sent before they committed (pgoutput's
+    /// streaming), held until they commit: a streamed transaction is written whole at its commit, in commit order,
+    /// and an aborted one never (pg_recvlogical writes the segments as they come).
+    router: Box<dyn Router>,
+    spill: Spill,
     /// SIGHUP: reopen the output at the next transaction boundary.
     reopen: bool,
     /// Consecutive failed attempts to connect and start streaming.
@@ -388,6 +394,9 @@ struct Receiver<'a> {
     bytes: u64,
     last_progress: Instant,
 }
+
+/// Memory for held (streamed, not yet committed) transactions before they go to temporary files.
+const HOLD_MEMORY: usize = 64 << 20;
 
 /// How often the state file is written (and the position acknowledged) at most with `-F 0`: an acknowledgement
 /// only matters at the next status update.
@@ -439,6 +448,8 @@ impl<'a> Receiver<'a> {
             skip: 0,
             replayed: 0,
             plugin: None,
+            router: Box::new(DeliverAll),
+            spill: Spill::new(HOLD_MEMORY, std::env::temp_dir()),
             reopen: false,
             attempt: 0,
             started: Instant::now(),
@@ -590,8 +601,34 @@ impl<'a> Receiver<'a> {
         }
     }
 
-    /// One payload: skipped when it was written before the connection was lost, else converted into the buffer.
+    /// One payload, routed by the plugin's rules: held while its transaction has not committed, and the held
+    /// payloads of a transaction written out at its commit ([`Route`]).
     fn take(&mut self, x: &XLogData) -> Result<(), Failure> {
+        match self.router.route(&x.data).map_err(Failure::Local)? {
+            Route::Deliver => self.take_one(x),
+            Route::Hold { xid, sub } => {
+                let held = Held { wal_start: x.wal_start, wal_end: x.wal_end, data: x.data.clone() };
+                self.spill.hold(xid, sub, held).map_err(Failure::Local)
+            }
+            Route::Discard { xid, sub } => self.spill.abort(xid, sub).map_err(Failure::Local),
+            Route::Release { xid } => {
+                let mut first = true;
+                for h in self.spill.release(xid).map_err(Failure::Local)? {
+                    let h = h.map_err(Failure::Local)?;
+                    let boundary = if std::mem::take(&mut first) { Boundary::Begin } else { Boundary::Inside };
+                    let data = h.data;
+                    let held = XLogData { wal_start: h.wal_start, wal_end: h.wal_end, data, boundary, ..x.clone() };
+                    self.take_one(&held)?;
+                }
+                let mut last = x.clone();
+                last.boundary = Boundary::End;
+                self.take_one(&last)
+            }
+        }
+    }
+
+    /// One payload: skipped when it was written before the connection was lost, else converted into the buffer.
+    fn take_one(&mut self, x: &XLogData) -> Result<(), Failure> {
         let b = x.boundary;
         let key = (x.wal_start, x.data.len());
         if self.replayed < self.skip {

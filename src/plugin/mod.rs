@@ -94,6 +94,11 @@ pub trait OutputPlugin: fmt::Debug + Send + Sync + 'static {
     fn knows_transactions(&self) -> bool {
         true
     }
+    /// A fresh [`Router`] for one stream: [`DeliverAll`] unless the plugin sends transactions before they
+    /// commit (pgoutput's [`StreamedTxns`]).
+    fn router(&self) -> Box<dyn Router> {
+        Box::new(DeliverAll)
+    }
 }
 
 /// The events of one payload, decoded lazily as they are pulled (see [`Decode::events`]).
@@ -182,11 +187,6 @@ pub trait Decoding: OutputPlugin + Clone {
     /// timestamps).
     fn stream_options(&self) -> Vec<(String, Option<String>)> {
         self.default_options()
-    }
-    /// A fresh [`Router`] for one stream: [`DeliverAll`] unless the plugin sends transactions before they
-    /// commit.
-    fn router(&self) -> Box<dyn Router> {
-        Box::new(DeliverAll)
     }
 }
 
