@@ -1,5 +1,6 @@
 //! Typed change events, the same for every output plugin pgrepl decodes: wal2json ([`crate::wal2json`]),
-//! test_decoding ([`crate::plugin::TestDecodingDecoder`]) and, later, pgoutput. The field names follow wal2json
+//! test_decoding ([`crate::plugin::TestDecodingDecoder`]) and pgoutput ([`crate::pgoutput`], whose module docs
+//! list how its messages map here and where it differs from wal2json). The field names follow wal2json
 //! format 2's keys (its JSON is what [`crate::wal2json::writer`] writes back); a plugin that does not print a
 //! field leaves it absent (`None`).
 //!
@@ -22,6 +23,9 @@
 //!   ([`Truncate::restart_seqs`], [`Truncate::cascade`]); it is decoded into one [`Event::Truncate`] per table,
 //!   as wal2json prints them (without flags).
 //! - Two-phase transactions ([`Event::TwoPhase`]) come only from test_decoding (and pgoutput), not wal2json.
+//! - Streamed (in-progress) transactions ([`Event::Stream`]) come only from pgoutput with `streaming`: its
+//!   segments' changes arrive between [`StreamKind::Start`] and [`StreamKind::Stop`] before the transaction
+//!   commits (see [`StreamControl`]).
 //! - A DELETE (or UPDATE's old key) of a table without replica identity: test_decoding prints `(no-tuple-data)`,
 //!   an empty [`Change::identity`]; wal2json prints nothing for such a DELETE (a warning in the server log).
 //!
@@ -400,6 +404,58 @@ impl TwoPhase<'_> {
     }
 }
 
+/// Which step of a streamed transaction an [`Event::Stream`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StreamKind {
+    /// A segment of the transaction starts: its changes follow, each with its (sub)transaction's xid.
+    #[default]
+    Start,
+    /// The segment ends (other transactions, and further segments, may follow).
+    Stop,
+    /// The transaction ([`StreamControl::subxid`] = [`StreamControl::xid`]) or one of its subtransactions
+    /// aborted: discard what its segments delivered (for a subtransaction, the changes with that xid and those
+    /// of subtransactions that began after it).
+    Abort,
+}
+
+/// A streamed transaction's segment boundary or abort (pgoutput with `streaming`, protocol 2 and later).
+///
+/// A transaction larger than `logical_decoding_work_mem` is sent before it commits, in segments that may
+/// interleave with other transactions: [`StreamKind::Start`], its changes, [`StreamKind::Stop`], again and
+/// again, then either [`Event::Commit`] (with the transaction's xid: Stream Commit), [`Event::TwoPhase`]
+/// (Stream Prepare) or a [`StreamKind::Abort`] of the whole transaction. Nothing of it is committed before that
+/// commit. After a reconnect the server streams an unfinished transaction again from its first segment
+/// ([`StreamControl::first_segment`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct StreamControl<'a> {
+    /// Start, stop or abort.
+    pub kind: StreamKind,
+    /// The top-level transaction's xid (for Stop, the one its Start named).
+    pub xid: Option<u64>,
+    /// Abort: the aborted (sub)transaction.
+    pub subxid: Option<u64>,
+    /// Start: whether this is the transaction's first segment.
+    pub first_segment: Option<bool>,
+    /// Abort: the abort's LSN (protocol 4 parallel streaming only).
+    pub lsn: Option<Lsn>,
+    /// Abort: the abort time (protocol 4 parallel streaming only), as the server would print it.
+    pub timestamp: Option<Cow<'a, str>>,
+}
+
+impl StreamControl<'_> {
+    /// A copy that owns its text.
+    pub fn into_owned(self) -> StreamControl<'static> {
+        StreamControl {
+            kind: self.kind,
+            xid: self.xid,
+            subxid: self.subxid,
+            first_segment: self.first_segment,
+            lsn: self.lsn,
+            timestamp: self.timestamp.map(own),
+        }
+    }
+}
+
 /// A logical decoding message (`pg_logical_emit_message`).
 ///
 /// Format 1 prints no `xid`/`timestamp`/`origin` on a message (a transactional one has them on the surrounding
@@ -461,6 +517,8 @@ pub enum EventKind {
     Message,
     /// [`Event::TwoPhase`]
     TwoPhase,
+    /// [`Event::Stream`]
+    Stream,
 }
 
 /// One decoded event.
@@ -487,6 +545,8 @@ pub enum Event<'a> {
     Message(Message<'a>),
     /// A step of a two-phase transaction (not from wal2json).
     TwoPhase(TwoPhase<'a>),
+    /// A streamed transaction's segment boundary or abort (pgoutput only).
+    Stream(StreamControl<'a>),
 }
 
 impl<'a> Event<'a> {
@@ -501,6 +561,7 @@ impl<'a> Event<'a> {
             Event::Truncate(_) => EventKind::Truncate,
             Event::Message(_) => EventKind::Message,
             Event::TwoPhase(_) => EventKind::TwoPhase,
+            Event::Stream(_) => EventKind::Stream,
         }
     }
     /// The change, for INSERT/UPDATE/DELETE.
@@ -518,6 +579,7 @@ impl<'a> Event<'a> {
             Event::Truncate(t) => t.xid,
             Event::Message(m) => m.xid.value(),
             Event::TwoPhase(t) => t.xid,
+            Event::Stream(s) => s.xid,
         }
     }
     /// The `lsn`, when the server sent one (format 2 with include-lsn).
@@ -528,6 +590,7 @@ impl<'a> Event<'a> {
             Event::Truncate(t) => t.lsn,
             Event::Message(m) => m.lsn,
             Event::TwoPhase(_) => None,
+            Event::Stream(s) => s.lsn,
         }
     }
     /// A copy that owns all its text (allocates).
@@ -541,6 +604,7 @@ impl<'a> Event<'a> {
             Event::Truncate(t) => Event::Truncate(t.into_owned()),
             Event::Message(m) => Event::Message(m.into_owned()),
             Event::TwoPhase(t) => Event::TwoPhase(t.into_owned()),
+            Event::Stream(s) => Event::Stream(s.into_owned()),
         }
     }
 }

@@ -62,6 +62,7 @@ fn common(ev: &Event<'_>) -> String {
         Event::Truncate(t) => format!("T {:?}.{}", t.schema, t.table),
         Event::Message(m) => format!("M {} {} {:?}", m.transactional, m.prefix, m.content),
         Event::TwoPhase(t) => format!("2PC {:?}", t),
+        Event::Stream(s) => format!("S {s:?}"),
     }
 }
 

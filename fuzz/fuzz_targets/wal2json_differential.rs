@@ -214,6 +214,7 @@ fuzz_target!(|data: &[u8]| {
         Event::Truncate(_) => "T",
         Event::Message(_) => "M",
         Event::TwoPhase(_) => unreachable!("wal2json has no two-phase events"),
+        Event::Stream(_) => unreachable!("wal2json has no streamed-transaction events"),
     };
     assert_eq!(action, want_kind);
     let xid = o.get("xid").and_then(Value::as_u64);
@@ -266,5 +267,6 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Some(&m.content[..]), str_of(&o, "content").map(str::as_bytes));
         }
         Event::TwoPhase(_) => unreachable!("wal2json has no two-phase events"),
+        Event::Stream(_) => unreachable!("wal2json has no streamed-transaction events"),
     }
 });

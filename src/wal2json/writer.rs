@@ -22,11 +22,14 @@
 //! - A two-phase step ([`Event::TwoPhase`], which wal2json never prints; from test_decoding) is written as
 //!   `{"action":"P"|"K"|"R","xid":…,"timestamp":…,"gid":"…"}` (prepare, commit prepared, rollback prepared). A
 //!   TRUNCATE's flags (test_decoding's) are not written: wal2json has no key for them.
+//! - A streamed transaction's segment boundary or abort ([`Event::Stream`], pgoutput's, which wal2json never
+//!   prints) is written as `{"action":"S","xid":…,"first_segment":true|false}` (start),
+//!   `{"action":"E","xid":…}` (stop) or `{"action":"A","xid":…,"timestamp":…,"lsn":…,"subxid":…}` (abort).
 //!
 //! The writer appends to a caller-owned `Vec<u8>` and allocates nothing else.
 
 use super::scan::is_json_number;
-use crate::event::{Change, Column, Event, Nullable, PkColumn, Transaction, TwoPhaseKind, Value};
+use crate::event::{Change, Column, Event, Nullable, PkColumn, StreamKind, Transaction, TwoPhaseKind, Value};
 use crate::lsn::Lsn;
 
 /// Append `ev` as one JSON object (no trailing newline).
@@ -53,6 +56,22 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event<'_>) {
             };
             head(out, action, t.xid.into(), t.timestamp.as_deref().into(), Nullable::Absent, None);
             key_str(out, "gid", &t.gid);
+            out.push(b'}');
+        }
+        Event::Stream(st) => {
+            let action = match st.kind {
+                StreamKind::Start => b'S',
+                StreamKind::Stop => b'E',
+                StreamKind::Abort => b'A',
+            };
+            head(out, action, st.xid.into(), st.timestamp.as_deref().into(), Nullable::Absent, st.lsn);
+            if let Some(f) = st.first_segment {
+                out.extend_from_slice(if f { b",\"first_segment\":true" } else { b",\"first_segment\":false" });
+            }
+            if let Some(x) = st.subxid {
+                out.extend_from_slice(b",\"subxid\":");
+                uint(out, x);
+            }
             out.push(b'}');
         }
         Event::Message(m) => {
