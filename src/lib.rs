@@ -5,8 +5,8 @@
 //! Layers (imports point down only):
 //! - [`client`], [`stream`]: the thin tokio driver (sockets, timers, feedback, reconnect);
 //! - [`proto`], [`auth`], [`config`], [`lsn`], [`error`]: the sans-IO protocol core, which never touches tokio;
-//! - [`plugin`]: output plugins' rules and decoders ([`wal2json`], test_decoding) into the plugin-neutral typed
-//!   [`event`]s, independent of networking.
+//! - [`plugin`]: output plugins' rules and decoders ([`wal2json`], test_decoding, [`pgoutput`]) into the
+//!   plugin-neutral typed [`event`]s, independent of networking.
 
 pub mod auth;
 pub mod changes;
@@ -16,6 +16,7 @@ pub mod connect;
 pub mod error;
 pub mod event;
 pub mod lsn;
+pub mod pgoutput;
 pub mod plugin;
 pub mod proto;
 pub mod spill;

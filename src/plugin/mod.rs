@@ -6,10 +6,10 @@
 //! position and the idle advance use that classification, and every consumer reads it from
 //! [`XLogData::boundary`](crate::proto::replication::XLogData::boundary) instead of classifying again.
 //!
-//! Known plugins: [`Wal2json`] (every format), [`TestDecoding`]. Any other name ([`by_name`]) is
+//! Known plugins: [`Wal2json`] (every format), [`TestDecoding`], [`Pgoutput`]. Any other name ([`by_name`]) is
 //! [`Unknown`]: its payloads pass through unchanged, each one counts as a whole unit (so an end position stops
 //! after the first message past it, which may be inside a transaction of such a plugin), and nothing is decoded.
-//! A new plugin (pgoutput) is a module here implementing [`OutputPlugin`] and a line in [`by_name`].
+//! A new plugin is a module here implementing [`OutputPlugin`] and a line in [`by_name`].
 //!
 //! # Typed decoding
 //! A plugin whose payloads pgrepl decodes also implements [`Decoding`]: it makes a [`Decode`]r, which turns
@@ -36,6 +36,7 @@
 //!
 //! Sans IO: no tokio.
 
+mod pgoutput;
 mod streaming;
 mod test_decoding;
 mod wal2json;
@@ -48,6 +49,7 @@ use crate::event::Event;
 use crate::lsn::Lsn;
 pub use crate::proto::feedback::Boundary;
 use crate::proto::replication::XLogData;
+pub use pgoutput::{Pgoutput, PgoutputTracker};
 pub use streaming::StreamedTxns;
 pub use test_decoding::{TestDecoding, TestDecodingDecoder, TestDecodingEvents, TestDecodingTracker};
 pub use wal2json::{Wal2json, Wal2jsonTracker};
@@ -221,6 +223,8 @@ pub fn by_name(name: &str) -> Arc<dyn OutputPlugin> {
     match name {
         "wal2json" => Arc::new(Wal2json),
         "test_decoding" => Arc::new(TestDecoding),
+        // protocol 1 and no publication: the caller's options (`-o publication_names=…`) complete it
+        "pgoutput" => Arc::new(Pgoutput::default()),
         other => Arc::new(Unknown(other.to_string())),
     }
 }
@@ -233,6 +237,11 @@ mod tests {
     fn plugins_by_name() {
         assert_eq!(by_name("wal2json").name(), "wal2json");
         assert_eq!(by_name("test_decoding").name(), "test_decoding");
+        let p = by_name("pgoutput");
+        assert_eq!(p.name(), "pgoutput");
+        assert!(p.knows_transactions());
+        assert_eq!(p.default_options(), vec![("proto_version".to_string(), Some("1".to_string()))]);
+        assert_eq!(p.tracker().classify(b"B"), Boundary::Begin);
         let other = by_name("decoderbufs");
         assert_eq!(other.name(), "decoderbufs");
         assert!(!other.knows_transactions());
