@@ -247,10 +247,8 @@ impl TxnClassifier for PgoutputTracker {
                 self.open = false;
                 Boundary::End
             }
-            b'c' | b'p' => {
-                self.in_stream = false;
-                Boundary::End
-            }
+            // after the last segment's Stream Stop
+            b'c' | b'p' => Boundary::End,
             b'K' | b'r' => Boundary::Whole,
             b'S' => {
                 self.in_stream = true;
