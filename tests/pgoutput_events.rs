@@ -133,10 +133,13 @@ fn decode_pgoutput(payloads: &[(Lsn, Vec<u8>)]) -> Vec<Event<'static>> {
     out
 }
 
+/// Writes a fuzz seed of at most the first 60 and the last 40 payloads (the relations, and the ends of
+/// streamed transactions).
 fn dump_seeds(name: &str, payloads: &[(Lsn, Vec<u8>)]) {
     let Some(dir) = std::env::var_os("PGREPL_PGOUTPUT_SEEDS") else { return };
     let mut seed = vec![];
-    for (_, p) in payloads {
+    let keep = |i: usize| i < 60 || i + 40 >= payloads.len();
+    for (_, p) in payloads.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, p)| p) {
         seed.extend_from_slice(&(p.len() as u32).to_be_bytes());
         seed.extend_from_slice(p);
     }
@@ -225,6 +228,7 @@ TRUNCATE parent CASCADE;
 TRUNCATE seq_t RESTART IDENTITY;
 SELECT pg_logical_emit_message(true, 'pre', 'payload');
 SELECT pg_logical_emit_message(false, 'nt', 'x');
+INSERT INTO seq_t(v) VALUES ('after the message, so that it is flushed');
 "#;
 
 #[test]
@@ -301,6 +305,8 @@ fn pgoutput_and_wal2json_give_the_same_events() {
             ("seq_t".into(), Some(false), Some(true))
         ]
     );
+    // the non-transactional message, alone
+    assert!(po.iter().any(|e| matches!(e, Event::Message(m) if !m.transactional && m.prefix == "nt")));
     // commit times are there, in UTC
     assert!(po.iter().all(|e| match e {
         Event::Begin(t) | Event::Commit(t) => t.timestamp.as_deref().is_some_and(|s| s.ends_with("+00")),
@@ -516,7 +522,7 @@ fn protocol_2_streams_interleaved_transactions_and_aborts() {
     drop((a, b));
 
     let po_raw = peek_binary(&c, "po", ", 'proto_version', '2', 'publication_names', 'p', 'streaming', 'on'");
-    dump_seeds("streaming-proto2", &po_raw[..po_raw.len().min(200)]);
+    dump_seeds("streaming-proto2", &po_raw);
     let po = decode_pgoutput(&po_raw);
     let (po_txns, segments, aborts) = assemble(&po);
     assert!(segments >= 3, "{segments} segments: the large transactions were not streamed");
@@ -554,7 +560,7 @@ fn protocol_3_two_phase_and_streamed_prepare() {
     .unwrap();
     let po_raw =
         peek_binary(&c, "po", ", 'proto_version', '3', 'publication_names', 'p', 'two_phase', 'on', 'streaming', 'on'");
-    dump_seeds("two-phase-proto3", &po_raw[..po_raw.len().min(100)]);
+    dump_seeds("two-phase-proto3", &po_raw);
     let po = decode_pgoutput(&po_raw);
     let steps: Vec<(TwoPhaseKind, String)> = po
         .iter()
@@ -755,7 +761,7 @@ async fn protocol_4_parallel_streaming_abort_carries_its_lsn_and_time() {
     drop(a);
     got.extend(read_until(&mut stream, b'C').await);
     let raw: Vec<(Lsn, Vec<u8>)> = got.iter().map(|x| (x.wal_start, x.data.to_vec())).collect();
-    dump_seeds("parallel-proto4", &raw[..raw.len().min(100)]);
+    dump_seeds("parallel-proto4", &raw);
     let evs = decode_pgoutput(&raw);
     let abort = evs
         .iter()
