@@ -286,3 +286,137 @@ pub fn writer_round_trip(ev: &pgrepl::wal2json::Event<'_>) {
         Err(e) => panic!("writer output does not decode: {e}: {}", String::from_utf8_lossy(&out)),
     }
 }
+
+/// pgoutput messages written back as `logicalrep_write_*` (PostgreSQL's proto.c) writes them, from what
+/// `pgrepl::pgoutput::parse` read: an independent writer, so that parse → write must give the payload back.
+pub mod pgoutput {
+    use pgrepl::pgoutput::message::TupleData;
+    use pgrepl::pgoutput::{Message, OldKind, TupleValue};
+
+    struct W(Vec<u8>);
+
+    impl W {
+        fn u8(&mut self, v: u8) -> &mut Self {
+            self.0.push(v);
+            self
+        }
+        fn u16(&mut self, v: u16) -> &mut Self {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn u32(&mut self, v: u32) -> &mut Self {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn i32(&mut self, v: i32) -> &mut Self {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn i64(&mut self, v: i64) -> &mut Self {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn lsn(&mut self, v: pgrepl::Lsn) -> &mut Self {
+            self.0.extend_from_slice(&v.0.to_be_bytes());
+            self
+        }
+        fn str(&mut self, s: &str) -> &mut Self {
+            self.0.extend_from_slice(s.as_bytes());
+            self.0.push(0);
+            self
+        }
+        fn ns(&mut self, s: &str) -> &mut Self {
+            // the server writes pg_catalog as an empty string; an explicit "pg_catalog" reads the same
+            self.str(if s == "pg_catalog" { "" } else { s })
+        }
+        fn xid(&mut self, x: Option<u32>) -> &mut Self {
+            if let Some(x) = x {
+                self.u32(x);
+            }
+            self
+        }
+        fn counted(&mut self, b: &[u8]) -> &mut Self {
+            self.i32(b.len() as i32);
+            self.0.extend_from_slice(b);
+            self
+        }
+        fn tuple(&mut self, t: &TupleData<'_>) -> &mut Self {
+            self.u16(t.len() as u16);
+            for v in t.iter() {
+                match v {
+                    TupleValue::Null => self.u8(b'n'),
+                    TupleValue::Unchanged => self.u8(b'u'),
+                    TupleValue::Text(b) => self.u8(b't').counted(b),
+                    TupleValue::Binary(b) => self.u8(b'b').counted(b),
+                };
+            }
+            self
+        }
+        fn old(&mut self, k: OldKind) -> &mut Self {
+            self.u8(if k == OldKind::Key { b'K' } else { b'O' })
+        }
+    }
+
+    /// The bytes of `m`.
+    pub fn write(m: &Message<'_>) -> Vec<u8> {
+        let mut w = W(vec![m.tag()]);
+        match m {
+            Message::Begin(x) => w.lsn(x.final_lsn).i64(x.commit_time).u32(x.xid),
+            Message::Commit(x) => w.u8(x.flags).lsn(x.commit_lsn).lsn(x.end_lsn).i64(x.commit_time),
+            Message::Origin(x) => w.lsn(x.lsn).str(x.name),
+            Message::Relation(r) => {
+                w.xid(r.xid).u32(r.id).ns(r.namespace).str(r.name).u8(r.replica_identity);
+                w.u16(r.columns.len() as u16);
+                for c in r.columns.iter() {
+                    w.u8(c.flags).str(c.name).u32(c.type_oid).i32(c.typmod);
+                }
+                &mut w
+            }
+            Message::Type(t) => w.xid(t.xid).u32(t.id).ns(t.namespace).str(t.name),
+            Message::Insert(i) => w.xid(i.xid).u32(i.relation_id).u8(b'N').tuple(&i.new),
+            Message::Update(u) => {
+                w.xid(u.xid).u32(u.relation_id);
+                if let Some(o) = &u.old {
+                    w.old(o.kind).tuple(&o.data);
+                }
+                w.u8(b'N').tuple(&u.new)
+            }
+            Message::Delete(d) => w.xid(d.xid).u32(d.relation_id).old(d.old.kind).tuple(&d.old.data),
+            Message::Truncate(t) => {
+                w.xid(t.xid).i32(t.relation_ids.len() as i32).u8(t.flags);
+                for id in t.relation_ids.iter() {
+                    w.u32(id);
+                }
+                &mut w
+            }
+            Message::Message(x) => w.xid(x.xid).u8(x.flags).lsn(x.lsn).str(x.prefix).counted(x.content),
+            Message::StreamStart(x) => w.u32(x.xid).u8(u8::from(x.first_segment)),
+            Message::StreamStop => &mut w,
+            Message::StreamCommit(x) => w.u32(x.xid).u8(x.flags).lsn(x.commit_lsn).lsn(x.end_lsn).i64(x.commit_time),
+            Message::StreamAbort(x) => {
+                w.u32(x.xid).u32(x.subxid);
+                if let (Some(l), Some(t)) = (x.abort_lsn, x.abort_time) {
+                    w.lsn(l).i64(t);
+                }
+                &mut w
+            }
+            Message::BeginPrepare(x) => w.lsn(x.prepare_lsn).lsn(x.end_lsn).i64(x.prepare_time).u32(x.xid).str(x.gid),
+            Message::Prepare(x) | Message::StreamPrepare(x) => {
+                w.u8(x.flags).lsn(x.prepare_lsn).lsn(x.end_lsn).i64(x.prepare_time).u32(x.xid).str(x.gid)
+            }
+            Message::CommitPrepared(x) => {
+                w.u8(x.flags).lsn(x.commit_lsn).lsn(x.end_lsn).i64(x.commit_time).u32(x.xid).str(x.gid)
+            }
+            Message::RollbackPrepared(x) => w
+                .u8(x.flags)
+                .lsn(x.prepare_end_lsn)
+                .lsn(x.rollback_end_lsn)
+                .i64(x.prepare_time)
+                .i64(x.rollback_time)
+                .u32(x.xid)
+                .str(x.gid),
+            _ => unreachable!("a pgoutput message this writer does not know"),
+        };
+        w.0
+    }
+}
