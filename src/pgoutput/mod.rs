@@ -41,9 +41,12 @@
 //! commit time or origin: those are `None` on changes.
 //!
 //! The decoder parses data messages with the xid field between a Stream Start and its Stream Stop, as the
-//! server writes them; it delivers a streamed transaction's changes as they come, between [`Event::Stream`](crate::event::Event::Stream)
-//! markers, uncommitted: assembling them into whole transactions at their Stream Commit is the consumer's job
-//! (see [`StreamControl`](crate::event::StreamControl)). A Stream Abort is accepted on any protocol version (PostgreSQL 18 has been seen sending
+//! server writes them, and gives a streamed transaction's changes as they come, between
+//! [`Event::Stream`](crate::event::Event::Stream) markers (see [`StreamControl`](crate::event::StreamControl)).
+//! Fed directly from the wire, those are uncommitted; [`Pgoutput`](crate::plugin::Pgoutput)'s router
+//! ([`StreamedTxns`](crate::plugin::StreamedTxns)) holds the segments until the Stream Commit and drops aborted
+//! ones, so that what reaches the decoder through it is each committed transaction whole (its segments, Start
+//! and Stop included, then its Stream Commit), in commit order. A Stream Abort is accepted on any protocol version (PostgreSQL 18 has been seen sending
 //! them to protocol 1 clients that never asked for streaming): its two forms (8 bytes, or 24 with the abort LSN
 //! and time) are told apart by length.
 //!

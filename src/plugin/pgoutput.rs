@@ -1,6 +1,6 @@
 //! pgoutput's rules: options, where each message sits in a transaction, where acknowledging points.
 
-use super::{Boundary, Decoding, OutputPlugin, TxnClassifier};
+use super::{Boundary, Decoding, OutputPlugin, Router, StreamedTxns, TxnClassifier};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::pgoutput::message::{end_lsn, peek_message_flags};
@@ -48,11 +48,13 @@ use crate::pgoutput::PgoutputDecoder;
 /// *from its first segment* (Stream Start with `first_segment`; the apply worker, worker.c, likewise discards a
 /// streamed transaction's spooled changes when its connection ends). So the rule is: acknowledge only the end
 /// LSNs of commits and prepares (and the positions of standalone messages) you have stored, in the order they
-/// arrive; on a reconnect drop every streamed transaction not yet committed, and expect it again whole. A Stream
-/// Commit or Stream Prepare ends its transaction exactly like a Commit or Prepare (End, its end LSN); a Stream
-/// Abort ends one that will never commit and confirms nothing (Inside). Two-phase: a Prepare is the end of the
-/// prepared transaction's changes (acknowledged there, the server does not send them again); its Commit Prepared
-/// or Rollback Prepared comes later as a unit of its own.
+/// arrive; on a reconnect drop every streamed transaction not yet committed, and expect it again whole — which
+/// the [`router`](OutputPlugin::router), [`StreamedTxns`], provides for: it holds each streamed transaction's
+/// payloads until its Stream Commit or Stream Prepare releases them (and drops them at its Stream Abort), and is
+/// reset per connection. A Stream Commit or Stream Prepare ends its transaction exactly like a Commit or Prepare
+/// (End, its end LSN); a Stream Abort ends one that will never commit and confirms nothing (Inside). Two-phase: a
+/// Prepare is the end of the prepared transaction's changes (acknowledged there, the server does not send them
+/// again); its Commit Prepared or Rollback Prepared comes later as a unit of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pgoutput {
     proto_version: u32,
@@ -216,6 +218,12 @@ impl OutputPlugin for Pgoutput {
     fn commit_lsn(&self, payload: &[u8], wal_start: Lsn) -> Lsn {
         end_lsn(payload).filter(|l| !l.is_invalid()).unwrap_or(wal_start)
     }
+    /// [`StreamedTxns`]: a streamed transaction's segments are held until its Stream Commit (or Stream Prepare)
+    /// and dropped at its Stream Abort, so that the application gets it whole, in commit order; the decoder
+    /// then reads the held segments as they came (Stream Start and Stop included).
+    fn router(&self) -> Box<dyn Router> {
+        Box::new(StreamedTxns::default())
+    }
 }
 
 impl Decoding for Pgoutput {
@@ -360,6 +368,14 @@ mod tests {
         ] {
             assert_eq!(t.classify(&p), b, "{p:?}");
         }
+    }
+
+    #[test]
+    fn streamed_transactions_are_routed() {
+        let mut r = Pgoutput::default().router();
+        assert_eq!(r.route(&[b'S', 0, 0, 0, 7, 1]).unwrap(), super::super::Route::Hold { xid: 7, sub: 7 });
+        assert_eq!(r.route(b"E").unwrap(), super::super::Route::Hold { xid: 7, sub: 7 });
+        assert_eq!(r.route(b"B").unwrap(), super::super::Route::Deliver);
     }
 
     #[test]
