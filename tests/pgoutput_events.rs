@@ -33,7 +33,8 @@ use pgrepl::stream::{ReplicationStream, StreamConfig};
 use pgrepl::event::{Column, Event, StreamKind, TwoPhaseKind, Value};
 use pgrepl::pgoutput::{builtin_type_name, parse, quote_identifier, Message, PgoutputDecoder};
 use pgrepl::plugin::Decoding;
-use pgrepl::plugin::{Boundary, OutputPlugin, Pgoutput, TxnClassifier, Wal2json};
+use pgrepl::plugin::{Boundary, OutputPlugin, Pgoutput, Route, TxnClassifier, Wal2json};
+use pgrepl::spill::{Held, Spill};
 use pgrepl::Lsn;
 use pgrepl_testkit::{ClusterOptions, TempCluster};
 
@@ -540,6 +541,46 @@ fn protocol_2_streams_interleaved_transactions_and_aborts() {
     assert_eq!(po_txns.len(), wj_txns.len());
     assert_eq!(po_txns, wj_txns, "the committed rows differ");
     assert_eq!(po_txns.iter().map(Vec::len).max(), Some(2500), "rows 1-1000 and 2001-3500");
+
+    // The same stream through the plugin's router (StreamedTxns) and a Spill with a small budget, so that the
+    // held segments go to files: the decoder reads each released transaction whole, at its commit.
+    let plugin = Pgoutput::new(["p"]);
+    let mut router = plugin.router();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spill = Spill::new(16 * 1024, dir.path().to_path_buf());
+    let mut d = PgoutputDecoder::new();
+    let mut routed: Vec<Event<'static>> = vec![];
+    let mut decode = |p: &[u8], routed: &mut Vec<Event<'static>>| {
+        for ev in d.events(p).unwrap() {
+            routed.push(ev.unwrap().into_owned());
+        }
+    };
+    for (lsn, p) in &po_raw {
+        match router.route(p).unwrap() {
+            Route::Deliver => decode(p, &mut routed),
+            Route::Hold { xid, sub } => {
+                let held = Held { wal_start: *lsn, wal_end: *lsn, data: bytes::Bytes::copy_from_slice(p) };
+                spill.hold(xid, sub, held).unwrap();
+            }
+            Route::Release { xid } => {
+                for h in spill.release(xid).unwrap() {
+                    decode(&h.unwrap().data, &mut routed);
+                }
+                decode(p, &mut routed);
+            }
+            Route::Discard { xid, sub } => spill.abort(xid, sub).unwrap(),
+        }
+    }
+    assert!(spill.spilled().0 > 0, "nothing spilled: {:?}", spill.spilled());
+    assert_eq!(spill.transactions(), 0);
+    // a released transaction is contiguous: nothing between its first Stream Start and its Stream Commit
+    let start = routed.iter().position(|e| matches!(e, Event::Stream(_))).unwrap();
+    let end = routed.iter().position(|e| matches!(e, Event::Commit(t) if t.xid == routed[start].xid())).unwrap();
+    assert!(!routed[start..end].iter().any(|e| matches!(e, Event::Begin(_) | Event::Commit(_))));
+    assert!(!routed.iter().any(|e| matches!(e, Event::Stream(s) if s.kind == StreamKind::Abort)));
+    let (routed_txns, _, aborts) = assemble(&routed);
+    assert_eq!(aborts, 0, "aborts are not delivered");
+    assert_eq!(routed_txns, wj_txns);
 }
 
 #[test]
