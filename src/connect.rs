@@ -1,8 +1,11 @@
 //! Connecting as libpq does: the hosts in order, each host's addresses in order, TCP socket options set before
 //! `connect()`, `connect_timeout` per address, and `target_session_attrs` checked on each established session.
 //!
-//! [`crate::client::Client::connect`] runs `connect`; TLS negotiation and the startup exchange of one attempt
-//! stay in [`crate::client`] and [`crate::tls`].
+//! Each attempt opens a socket (`conn::connect_socket`), negotiates TLS as `sslmode` says
+//! (`crate::tls`), authenticates and runs the startup exchange ([`crate::auth::Authenticator`],
+//! [`crate::proto::startup::Startup`]), and gives back the framed connection and its session parameters, which
+//! [`crate::client::Client::connect`] wraps. This module imports `conn` and `tls`, never [`crate::client`] (see
+//! `conn`'s docs for the chain).
 //!
 //! - **Addresses.** A host name is resolved and each of its addresses tried in turn; a `hostaddr` entry
 //!   ([`Host::Addr`]) is connected to without a lookup. A connection failure (refused, unreachable, timed out,
@@ -26,35 +29,23 @@
 //!   On a physical replication connection (`replication=true`) the walsender runs no SQL: against servers
 //!   before 14, which do not report those parameters, the check fails for that host ("… failed"), as in libpq.
 
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-use tokio::net::{TcpSocket, TcpStream, UnixStream};
+use bytes::BytesMut;
 
-use crate::client::{Client, NoticeHandler, Socket};
+use crate::auth::Authenticator;
 use crate::config::{Config, Host, TargetSessionAttrs};
+use crate::conn::{connect_socket, Conn, Endpoint, NoticeHandler};
 use crate::error::{Error, ErrorKind, Result};
+use crate::proto::backend::{Authentication, BackendMessage};
+use crate::proto::startup::{SessionInfo, Startup, StartupStatus};
 
-/// Where one attempt connects: an address of a TCP host, or a Unix-domain socket.
-#[derive(Debug, Clone)]
-pub(crate) enum Endpoint {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
+pub use crate::conn::TcpOptions;
 
-impl Endpoint {
-    /// For messages: `127.0.0.1:5432`, `[::1]:5432`, or the socket path.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            Endpoint::Tcp(a) => a.to_string(),
-            Endpoint::Unix(p) => p.display().to_string(),
-        }
-    }
-}
-
-/// Connect to the first host of `cfg` that accepts us and fits `target_session_attrs`.
-pub(crate) async fn connect(cfg: &Config, notice: NoticeHandler) -> Result<Client> {
+/// Connect to the first host of `cfg` that accepts us and fits `target_session_attrs`: the connection, after
+/// its startup, and the session parameters the server reported.
+pub(crate) async fn connect(cfg: &Config, notice: NoticeHandler) -> Result<(Conn, SessionInfo)> {
     if cfg.hosts.is_empty() {
         return Err(Error::config("host", "no host to connect to"));
     }
@@ -75,7 +66,7 @@ pub(crate) async fn connect(cfg: &Config, notice: NoticeHandler) -> Result<Clien
             };
             for endpoint in &endpoints {
                 match attempt(cfg, i, host, endpoint, want, notice.clone()).await {
-                    Ok(client) => return Ok(client),
+                    Ok(session) => return Ok(session),
                     // The wrong kind of server: the next host, not this host's next address (libpq).
                     Err(e) if e.kind() == ErrorKind::TargetSessionAttrs => {
                         last_err = Some(e);
@@ -124,14 +115,14 @@ async fn attempt(
     endpoint: &Endpoint,
     want: TargetSessionAttrs,
     notice: NoticeHandler,
-) -> Result<Client> {
+) -> Result<(Conn, SessionInfo)> {
     let work = async {
-        let mut client = Client::connect_one(cfg, host_index, host, endpoint, notice).await?;
-        match check_session(&mut client, want).await {
-            Ok(()) => Ok(client),
+        let (mut conn, mut info) = connect_one(cfg, host_index, host, endpoint, notice).await?;
+        match check_session(&mut conn, &mut info, want).await {
+            Ok(()) => Ok((conn, info)),
             Err(e) => {
                 // Leave politely (libpq's sendTerminateConn).
-                let _ = client.close().await;
+                conn.terminate().await;
                 Err(e)
             }
         }
@@ -148,30 +139,29 @@ async fn attempt(
 }
 
 /// The server's state as `target_session_attrs` sees it.
-fn reported(client: &Client, name: &str) -> Option<bool> {
-    match client.session().parameter(name)? {
+fn reported(info: &SessionInfo, name: &str) -> Option<bool> {
+    match info.parameter(name)? {
         "on" => Some(true),
         "off" => Some(false),
         _ => None,
     }
 }
 
-/// Whether the server that `client` reached is of the kind `want` asks for: `Ok(())`, or an error of kind
+/// Whether the server that `conn` reached is of the kind `want` asks for: `Ok(())`, or an error of kind
 /// [`ErrorKind::TargetSessionAttrs`].
-async fn check_session(client: &mut Client, want: TargetSessionAttrs) -> Result<()> {
+async fn check_session(conn: &mut Conn, info: &mut SessionInfo, want: TargetSessionAttrs) -> Result<()> {
     let wrong = |why: &str| {
         Error::new(ErrorKind::TargetSessionAttrs, format!("{why} (target_session_attrs={})", want.as_str()))
     };
     match want {
         TargetSessionAttrs::ReadWrite | TargetSessionAttrs::ReadOnly => {
-            let read_only =
-                match (reported(client, "default_transaction_read_only"), reported(client, "in_hot_standby")) {
-                    (Some(d), Some(h)) => d || h,
-                    _ => {
-                        let v = query_one(client, "SHOW transaction_read_only").await?;
-                        v.starts_with("on")
-                    }
-                };
+            let read_only = match (reported(info, "default_transaction_read_only"), reported(info, "in_hot_standby")) {
+                (Some(d), Some(h)) => d || h,
+                _ => {
+                    let v = query_one(conn, info, "SHOW transaction_read_only").await?;
+                    v.starts_with("on")
+                }
+            };
             match (want, read_only) {
                 (TargetSessionAttrs::ReadWrite, true) => Err(wrong("session is read-only")),
                 (TargetSessionAttrs::ReadOnly, false) => Err(wrong("session is not read-only")),
@@ -179,10 +169,10 @@ async fn check_session(client: &mut Client, want: TargetSessionAttrs) -> Result<
             }
         }
         TargetSessionAttrs::Primary | TargetSessionAttrs::Standby | TargetSessionAttrs::PreferStandby => {
-            let in_standby = match reported(client, "in_hot_standby") {
+            let in_standby = match reported(info, "in_hot_standby") {
                 Some(h) => h,
-                None if client.session().server_version_num().is_some_and(|v| v < 90000) => false,
-                None => query_one(client, "SELECT pg_catalog.pg_is_in_recovery()").await?.starts_with('t'),
+                None if info.server_version_num().is_some_and(|v| v < 90000) => false,
+                None => query_one(conn, info, "SELECT pg_catalog.pg_is_in_recovery()").await?.starts_with('t'),
             };
             match (want, in_standby) {
                 (TargetSessionAttrs::Primary, true) => Err(wrong("server is in hot standby mode")),
@@ -198,9 +188,9 @@ async fn check_session(client: &mut Client, want: TargetSessionAttrs) -> Result<
 
 /// The one value `sql` returns. Any failure (on a physical walsender, SQL is refused) makes this host unfit,
 /// as libpq's `"SHOW transaction_read_only" failed`.
-async fn query_one(client: &mut Client, sql: &str) -> Result<String> {
+async fn query_one(conn: &mut Conn, info: &mut SessionInfo, sql: &str) -> Result<String> {
     let failed = |detail: String| Error::new(ErrorKind::TargetSessionAttrs, format!("\"{sql}\" failed: {detail}"));
-    let results = match client.simple_query(sql).await {
+    let results = match conn.simple_query(sql, info).await {
         Ok(r) => r,
         Err(e) if e.as_db().is_some() => return Err(failed(e.to_string())),
         Err(e) => return Err(e),
@@ -215,131 +205,113 @@ async fn query_one(client: &mut Client, sql: &str) -> Result<String> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Sockets
+// One attempt: socket, TLS, authentication and startup
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Open the socket for `endpoint`, with `cfg`'s TCP options.
-pub(crate) async fn connect_socket(cfg: &Config, endpoint: &Endpoint) -> Result<Socket> {
-    match endpoint {
-        Endpoint::Tcp(addr) => {
-            let failed = |e| Error::io(format!("connection to {addr} failed"), e);
-            let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(failed)?;
-            set_tcp_options(socket.as_raw_fd(), cfg).map_err(|e| Error::io(format!("connection to {addr}: {e}"), e))?;
-            let s: TcpStream = socket.connect(*addr).await.map_err(failed)?;
-            let _ = s.set_nodelay(true);
-            Ok(Socket::Tcp(s))
-        }
-        Endpoint::Unix(path) => {
-            let s = UnixStream::connect(path)
-                .await
-                .map_err(|e| Error::io(format!("connection to socket {path:?} failed"), e))?;
-            Ok(Socket::Unix(s))
+/// One connection to `endpoint` (an address of `host`), with TLS as `sslmode` says and the startup exchange.
+async fn connect_one(
+    cfg: &Config,
+    host_index: usize,
+    host: &Host,
+    endpoint: &Endpoint,
+    notice: NoticeHandler,
+) -> Result<(Conn, SessionInfo)> {
+    #[cfg(not(feature = "tls"))]
+    return connect_attempt(cfg, host_index, host, endpoint, notice).await;
+    // sslmode=allow and prefer may follow a failed attempt with one the other way, as libpq does.
+    #[cfg(feature = "tls")]
+    {
+        let mut plan = crate::tls::Plan::new(cfg, host);
+        loop {
+            match connect_attempt(cfg, host_index, host, endpoint, notice.clone(), &mut plan).await {
+                Err(e) if plan.retry_after(&e) => {}
+                r => return r,
+            }
         }
     }
 }
 
-/// The TCP options of a connection as the kernel reports them ([`crate::client::Client::tcp_options`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct TcpOptions {
-    /// `SO_KEEPALIVE`.
-    pub keepalive: bool,
-    /// `TCP_KEEPIDLE`, seconds.
-    pub keepalive_idle: u32,
-    /// `TCP_KEEPINTVL`, seconds.
-    pub keepalive_interval: u32,
-    /// `TCP_KEEPCNT`.
-    pub keepalive_count: u32,
-    /// `TCP_USER_TIMEOUT`, milliseconds (0: the system's default).
-    pub user_timeout: u32,
-}
-
-/// `setsockopt` with an `int` value; the error names the option, as libpq's message does.
-fn set_int(fd: RawFd, level: libc::c_int, option: libc::c_int, name: &str, value: u32) -> std::io::Result<()> {
-    let v = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `fd` is a socket the caller owns for the whole call, and the value is a live c_int passed with its
-    // exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            option,
-            (&v as *const libc::c_int).cast::<libc::c_void>(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+/// One attempt on a fresh socket: TLS as the plan says (or a refusal when TLS is required and not built in),
+/// then authentication and the startup exchange, until ReadyForQuery.
+async fn connect_attempt(
+    cfg: &Config,
+    host_index: usize,
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] host: &Host,
+    endpoint: &Endpoint,
+    notice: NoticeHandler,
+    #[cfg(feature = "tls")] plan: &mut crate::tls::Plan,
+) -> Result<(Conn, SessionInfo)> {
+    let sock = connect_socket(cfg, endpoint).await?;
+    // TLS (or not) before anything else is sent: SSLRequest and the handshake, per sslmode.
+    #[cfg(feature = "tls")]
+    let (sock, tls) = plan.negotiate(cfg, host, endpoint, sock).await?;
+    #[cfg(not(feature = "tls"))]
+    let tls = match endpoint {
+        Endpoint::Tcp(_) if cfg.sslmode.requires_tls() => {
+            return Err(Error::new(
+                ErrorKind::Tls,
+                format!("sslmode={} needs TLS, but pgrepl was built without the `tls` feature", cfg.sslmode),
+            ))
+        }
+        _ => None,
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        let e = std::io::Error::last_os_error();
-        Err(std::io::Error::new(e.kind(), format!("setsockopt({name}={value}) failed: {e}")))
+    let mut conn = Conn::new(sock, notice);
+    let nonce = crate::auth::scram::random_nonce()?;
+    // When this attempt is dropped (connect_timeout), a SCRAM key derivation running on the blocking pool stops.
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let auth =
+        Authenticator::new(cfg.user.as_bytes(), cfg.password_for(host_index), cfg.require_auth.clone(), tls, nonce)
+            .with_channel_binding(cfg.channel_binding)
+            .with_cancel(cancel.0.clone());
+    let mut params: Vec<(&str, &str)> = vec![("user", &cfg.user), ("database", &cfg.dbname)];
+    if let Some(r) = &cfg.replication {
+        params.push(("replication", r));
     }
-}
-
-fn get_int(fd: RawFd, level: libc::c_int, option: libc::c_int) -> Option<u32> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `fd` is a socket the caller owns for the whole call; `v` is a live c_int, writable for `len`
-    // bytes, and the kernel writes at most `len` bytes.
-    let rc =
-        unsafe { libc::getsockopt(fd, level, option, (&mut v as *mut libc::c_int).cast::<libc::c_void>(), &mut len) };
-    if rc == 0 {
-        u32::try_from(v).ok()
-    } else {
-        None
+    if let Some(a) = &cfg.application_name {
+        params.push(("application_name", a));
     }
-}
-
-/// Set `keepalives*` and `tcp_user_timeout` on a TCP socket, before it connects (as libpq).
-fn set_tcp_options(fd: RawFd, cfg: &Config) -> std::io::Result<()> {
-    if cfg.keepalives {
-        set_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, "SO_KEEPALIVE", 1)?;
-        if let Some(v) = cfg.keepalives_idle {
-            set_int(fd, libc::IPPROTO_TCP, KEEPIDLE, KEEPIDLE_NAME, v)?;
+    if let Some(o) = &cfg.options {
+        params.push(("options", o));
+    }
+    params.push(("client_encoding", "UTF8"));
+    let mut startup = Startup::new(auth, &params, &mut conn.wbuf)?;
+    conn.flush().await?;
+    loop {
+        let msg = conn.read_message().await?;
+        let status = if matches!(msg, BackendMessage::Authentication(Authentication::SaslContinue(_))) {
+            // SCRAM's key derivation costs up to the iteration cap (10,000,000 rounds: seconds): run it off
+            // the runtime thread so connect_timeout and every other task stay live meanwhile.
+            let (s, r, out) = tokio::task::spawn_blocking(move || {
+                let mut out = BytesMut::new();
+                let r = startup.handle(msg, &mut out);
+                (startup, r, out)
+            })
+            .await
+            .map_err(|e| Error::auth(format!("SCRAM computation failed: {e}")))?;
+            startup = s;
+            conn.wbuf.extend_from_slice(&out);
+            r?
+        } else {
+            startup.handle(msg, &mut conn.wbuf)?
+        };
+        match status {
+            StartupStatus::Pending => {}
+            StartupStatus::Notice(n) => (conn.notice)(&n),
+            StartupStatus::Ready => break,
         }
-        if let Some(v) = cfg.keepalives_interval {
-            set_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, "TCP_KEEPINTVL", v)?;
-        }
-        if let Some(v) = cfg.keepalives_count {
-            set_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, "TCP_KEEPCNT", v)?;
+        if !conn.wbuf.is_empty() {
+            conn.flush().await?;
         }
     }
-    if let Some(v) = cfg.tcp_user_timeout {
-        set_user_timeout(fd, v)?;
+    conn.decoder.set_startup_done();
+    Ok((conn, startup.into_info()))
+}
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    Ok(())
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn set_user_timeout(fd: RawFd, ms: u32) -> std::io::Result<()> {
-    set_int(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", ms)
-}
-
-/// Without `TCP_USER_TIMEOUT` the option cannot be honoured: refused rather than ignored.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn set_user_timeout(_fd: RawFd, _ms: u32) -> std::io::Result<()> {
-    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "tcp_user_timeout is not supported on this platform"))
-}
-
-#[cfg(any(target_os = "macos", target_os = "ios"))]
-const KEEPIDLE: libc::c_int = libc::TCP_KEEPALIVE;
-#[cfg(any(target_os = "macos", target_os = "ios"))]
-const KEEPIDLE_NAME: &str = "TCP_KEEPALIVE";
-#[cfg(not(any(target_os = "macos", target_os = "ios")))]
-const KEEPIDLE: libc::c_int = libc::TCP_KEEPIDLE;
-#[cfg(not(any(target_os = "macos", target_os = "ios")))]
-const KEEPIDLE_NAME: &str = "TCP_KEEPIDLE";
-
-/// Read the TCP options back from a connected socket.
-pub(crate) fn tcp_options(fd: RawFd) -> Option<TcpOptions> {
-    Some(TcpOptions {
-        keepalive: get_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE)? != 0,
-        keepalive_idle: get_int(fd, libc::IPPROTO_TCP, KEEPIDLE)?,
-        keepalive_interval: get_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL)?,
-        keepalive_count: get_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT)?,
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        user_timeout: get_int(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT)?,
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        user_timeout: 0,
-    })
 }

@@ -3,7 +3,9 @@
 //! A PostgreSQL logical-replication client written from the wire protocol up.
 //!
 //! Layers (imports point down only):
-//! - [`client`], [`stream`]: the thin tokio driver (sockets, timers, feedback, reconnect);
+//! - [`client`], [`stream`], [`connect`], `tls` and the private `conn`: the thin tokio driver (sockets, timers,
+//!   feedback, reconnect), whose imports point one way: `conn` (sockets, framed connection) ← `tls` ← `connect`
+//!   (hosts, one attempt's TLS, authentication and startup) ← `client` ← `stream` ← [`changes`];
 //! - [`proto`], [`auth`], [`config`], [`lsn`], [`error`]: the sans-IO protocol core, which never touches tokio;
 //! - [`plugin`]: output plugins' rules and decoders ([`wal2json`], test_decoding, [`pgoutput`]) into the
 //!   plugin-neutral typed [`event`]s, independent of networking.
@@ -12,6 +14,7 @@ pub mod auth;
 pub mod changes;
 pub mod client;
 pub mod config;
+mod conn;
 pub mod connect;
 pub mod error;
 pub mod event;

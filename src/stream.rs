@@ -32,7 +32,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::client::{Client, Conn, Socket};
+use crate::client::Client;
+use crate::conn::{Conn, Socket};
 use crate::error::{Error, Result, SlotCommand};
 use crate::lsn::Lsn;
 use crate::plugin::{OutputPlugin, TxnClassifier};
@@ -1250,14 +1251,14 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn window_mode_lets_go_of_the_buffer_while_paused() {
-        use crate::client::tests::{loopback_pair, sockopt};
+        use crate::conn::tests::{loopback_pair, sockopt};
         let (sock, _peer) = loopback_pair().await;
         let Socket::Tcp(s) = &sock else { panic!("a TCP socket") };
         if !sock.can_unlock_recv_buf() {
             eprintln!("skipped: this kernel has no SO_BUF_LOCK (Linux 5.14)");
             return;
         }
-        let opt = crate::client::SO_BUF_LOCK.unwrap();
+        let opt = crate::conn::SO_BUF_LOCK.unwrap();
         let locked = |s| sockopt(s, libc::SOL_SOCKET, opt) & 2 != 0;
         let lowat = |s| sockopt(s, libc::SOL_SOCKET, libc::SO_RCVLOWAT);
         let mut c = Coalescer::new(true);

@@ -1,7 +1,7 @@
 //! TLS for server connections (feature `tls`): rustls with the *ring* provider, libpq's `sslmode` meanings,
 //! a hardened SSLRequest exchange, and the `tls-server-end-point` data for SCRAM-SHA-256-PLUS.
 //!
-//! [`crate::client::Client::connect`] uses this module; nothing here needs calling directly, except the
+//! [`crate::connect`] uses this module for each connection attempt; nothing here needs calling directly, except the
 //! channel-binding helpers ([`server_end_point_hash`], [`EndPointHash`]) which are public for tests and tools.
 //!
 //! # `sslmode`, as libpq (16) reads it
@@ -87,9 +87,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::auth::TlsInfo;
-use crate::client::Socket;
 use crate::config::{ChannelBinding, Config, Host, SslCertMode, SslMode, SslNegotiation};
-use crate::connect::Endpoint;
+use crate::conn::{Endpoint, Socket};
 use crate::error::{Error, ErrorKind, Result};
 use crate::proto::frontend;
 
@@ -1039,7 +1038,7 @@ UAPa9q/p4Yj0aOfnlRW/HcGJRAQ=
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn socket_options_reach_the_tcp_connection_under_tls() {
-        use crate::client::tests::sockopt;
+        use crate::conn::tests::sockopt;
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let key = PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
         let mut server =
@@ -1082,7 +1081,7 @@ UAPa9q/p4Yj0aOfnlRW/HcGJRAQ=
         assert!(sockopt(tcp, libc::SOL_SOCKET, libc::SO_RCVBUF) >= 2 * 4096);
         #[cfg(any(target_env = "gnu", target_env = "musl"))]
         assert!(sock.min_rtt().is_some());
-        if let (true, Some(opt)) = (sock.can_unlock_recv_buf(), crate::client::SO_BUF_LOCK) {
+        if let (true, Some(opt)) = (sock.can_unlock_recv_buf(), crate::conn::SO_BUF_LOCK) {
             assert_eq!(sockopt(tcp, libc::SOL_SOCKET, opt), 2);
             assert!(sock.unlock_recv_buf());
             assert_eq!(sockopt(tcp, libc::SOL_SOCKET, opt), 0);
