@@ -796,7 +796,7 @@ pub(crate) mod tests {
     fn driver_imports_point_one_way() {
         let chain: &[(&str, &[&str])] = &[
             ("conn", &[include_str!("conn.rs")]),
-            ("tls", &[include_str!("tls.rs")]),
+            ("tls", &[include_str!("tls/mod.rs"), include_str!("tls/end_point.rs")]),
             ("connect", &[include_str!("connect.rs")]),
             ("client", &[include_str!("client.rs")]),
             ("stream", &[include_str!("stream.rs")]),
