@@ -19,12 +19,18 @@ bash scripts/install-deps.sh
 section "format: cargo fmt --check"
 cargo fmt --all -- --check
 
-section "lints: cargo clippy -D warnings (the workspace, every feature; the library's default build alone)"
+section "lints: cargo clippy -D warnings (the workspace, every feature; the library's default build alone; each TLS provider alone)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo clippy -p pgrepl --lib -- -D warnings
+# --all-features builds both TLS providers and uses aws-lc-rs (src/tls/provider.rs): each one alone too
+cargo clippy -p pgrepl --all-targets --features tls -- -D warnings
+cargo clippy -p pgrepl --all-targets --features tls-aws-lc -- -D warnings
 
 section "tests: cargo test --workspace --all-targets (unit, integration against throwaway clusters, benches as tests)"
 cargo test --workspace --all-targets --all-features
+
+section "tests: TLS with the ring provider (the \`tls\` feature; --all-features above runs them with aws-lc-rs)"
+cargo test -p pgrepl --features tls --lib --test tls
 
 section "doctests: cargo test --doc"
 cargo test --workspace --all-features --doc

@@ -18,7 +18,7 @@
 //! conn  ←  tls  ←  connect  ←  client  ←  stream  ←  changes
 //! ```
 //!
-//! `conn` imports none of the others; `crate::tls` (feature `tls`) negotiates TLS on a
+//! `conn` imports none of the others; `crate::tls` (feature `tls` or `tls-aws-lc`) negotiates TLS on a
 //! [`Socket`]; [`crate::connect`] picks hosts and addresses and runs one attempt's TLS plan, authentication and
 //! startup, giving back a [`Conn`] and its [`SessionInfo`]; [`crate::client::Client`] wraps those two. A unit
 //! test below checks the chain in the sources.
@@ -83,7 +83,7 @@ pub enum Socket {
     /// Unix-domain socket.
     Unix(UnixStream),
     /// TLS over TCP (see [`crate::tls`]).
-    #[cfg(feature = "tls")]
+    #[cfg(feature = "__tls")]
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
@@ -145,7 +145,7 @@ impl Socket {
     pub(crate) fn tcp(&self) -> Option<&TcpStream> {
         match self {
             Socket::Tcp(s) => Some(s),
-            #[cfg(feature = "tls")]
+            #[cfg(feature = "__tls")]
             Socket::Tls(s) => Some(s.get_ref().0),
             Socket::Unix(_) => None,
         }
@@ -219,7 +219,7 @@ impl Socket {
         match self {
             Socket::Tcp(s) => s.poll_read_ready(cx),
             Socket::Unix(s) => s.poll_read_ready(cx),
-            #[cfg(feature = "tls")]
+            #[cfg(feature = "__tls")]
             Socket::Tls(_) => Poll::Ready(Ok(())),
         }
     }
@@ -248,7 +248,7 @@ impl AsyncRead for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(feature = "tls")]
+            #[cfg(feature = "__tls")]
             Socket::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -259,7 +259,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(feature = "tls")]
+            #[cfg(feature = "__tls")]
             Socket::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
@@ -267,7 +267,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
             Socket::Unix(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(feature = "tls")]
+            #[cfg(feature = "__tls")]
             Socket::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
@@ -275,7 +275,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(feature = "tls")]
+            #[cfg(feature = "__tls")]
             Socket::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
@@ -796,7 +796,7 @@ pub(crate) mod tests {
     fn driver_imports_point_one_way() {
         let chain: &[(&str, &[&str])] = &[
             ("conn", &[include_str!("conn.rs")]),
-            ("tls", &[include_str!("tls/mod.rs"), include_str!("tls/end_point.rs")]),
+            ("tls", &[include_str!("tls/mod.rs"), include_str!("tls/end_point.rs"), include_str!("tls/provider.rs")]),
             ("connect", &[include_str!("connect.rs")]),
             ("client", &[include_str!("client.rs")]),
             ("stream", &[include_str!("stream.rs")]),

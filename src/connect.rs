@@ -216,10 +216,10 @@ async fn connect_one(
     endpoint: &Endpoint,
     notice: NoticeHandler,
 ) -> Result<(Conn, SessionInfo)> {
-    #[cfg(not(feature = "tls"))]
+    #[cfg(not(feature = "__tls"))]
     return connect_attempt(cfg, host_index, host, endpoint, notice).await;
     // sslmode=allow and prefer may follow a failed attempt with one the other way, as libpq does.
-    #[cfg(feature = "tls")]
+    #[cfg(feature = "__tls")]
     {
         let mut plan = crate::tls::Plan::new(cfg, host);
         loop {
@@ -236,21 +236,24 @@ async fn connect_one(
 async fn connect_attempt(
     cfg: &Config,
     host_index: usize,
-    #[cfg_attr(not(feature = "tls"), allow(unused_variables))] host: &Host,
+    #[cfg_attr(not(feature = "__tls"), allow(unused_variables))] host: &Host,
     endpoint: &Endpoint,
     notice: NoticeHandler,
-    #[cfg(feature = "tls")] plan: &mut crate::tls::Plan,
+    #[cfg(feature = "__tls")] plan: &mut crate::tls::Plan,
 ) -> Result<(Conn, SessionInfo)> {
     let sock = connect_socket(cfg, endpoint).await?;
     // TLS (or not) before anything else is sent: SSLRequest and the handshake, per sslmode.
-    #[cfg(feature = "tls")]
+    #[cfg(feature = "__tls")]
     let (sock, tls) = plan.negotiate(cfg, host, endpoint, sock).await?;
-    #[cfg(not(feature = "tls"))]
+    #[cfg(not(feature = "__tls"))]
     let tls = match endpoint {
         Endpoint::Tcp(_) if cfg.sslmode.requires_tls() => {
             return Err(Error::new(
                 ErrorKind::Tls,
-                format!("sslmode={} needs TLS, but pgrepl was built without the `tls` feature", cfg.sslmode),
+                format!(
+                    "sslmode={} needs TLS, but pgrepl was built without it (feature `tls` or `tls-aws-lc`)",
+                    cfg.sslmode
+                ),
             ))
         }
         _ => None,

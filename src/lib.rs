@@ -24,8 +24,12 @@ pub mod plugin;
 pub mod proto;
 pub mod spill;
 pub mod stream;
-#[cfg(feature = "tls")]
+/// TLS: feature `tls` (rustls with *ring*) or `tls-aws-lc` (rustls with aws-lc-rs, post-quantum key exchange
+/// preferred); `__tls` is their shared, provider-less part.
+#[cfg(feature = "__tls")]
 pub mod tls;
+#[cfg(all(feature = "__tls", not(any(feature = "tls", feature = "tls-aws-lc"))))]
+compile_error!("pgrepl: enable the `tls` or the `tls-aws-lc` feature; `__tls` alone has no crypto provider");
 pub mod wal2json;
 
 pub use error::{DbError, Error, ErrorKind, Result};

@@ -8,7 +8,7 @@
 //! (PostgreSQL's authentication/t/001_password.pl and ssl/t/002_scram.pl), SSLRequest hardening, direct TLS
 //! negotiation, and a replication stream over TLS.
 
-#![cfg(feature = "tls")]
+#![cfg(feature = "__tls")]
 // Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
 // (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
 #![allow(
@@ -839,7 +839,19 @@ async fn direct_tls_negotiation() {
     let pki = Pki::new();
     let chain = vec![CertificateDer::from_pem_file(pki.path("server.crt")).unwrap()];
     let key = PrivateKeyDer::from_pem_file(pki.path("server.key")).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // The test server has every group of the provider pgrepl was built with, in the reverse of rustls's order,
+    // so that it would rather have another one: the client's preference decides, and the server sees the group
+    // pgrepl promises first (src/tls/provider.rs).
+    #[cfg(feature = "tls-aws-lc")]
+    let (provider, promised) = (rustls::crypto::aws_lc_rs::default_provider(), rustls::NamedGroup::X25519MLKEM768);
+    // rustls's whole ring provider, deprecated for lacking post-quantum key exchange: fine for a test server.
+    #[cfg(not(feature = "tls-aws-lc"))]
+    #[allow(deprecated)]
+    let (provider, promised) = (rustls::crypto::ring::default_provider(), rustls::NamedGroup::X25519);
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups: provider.kx_groups.iter().rev().copied().collect(),
+        ..provider
+    });
     let server_config = |alpn: bool| {
         let mut c = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -869,6 +881,8 @@ async fn direct_tls_negotiation() {
             let mut tls = acceptor.accept(sock).await.unwrap();
             let (_, conn) = tls.get_ref();
             let seen = (conn.alpn_protocol().map(<[u8]>::to_vec), conn.server_name().map(str::to_owned));
+            let group = conn.negotiated_key_exchange_group().map(|g| g.name());
+            assert_eq!(group, Some(promised), "the key exchange group pgrepl prefers");
             let mut buf = Vec::new();
             if alpn {
                 let startup = read_startup(&mut tls).await;

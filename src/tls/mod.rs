@@ -1,5 +1,6 @@
-//! TLS for server connections (feature `tls`): rustls with the *ring* provider, libpq's `sslmode` meanings,
-//! a hardened SSLRequest exchange, and the `tls-server-end-point` data for SCRAM-SHA-256-PLUS.
+//! TLS for server connections (feature `tls`, or `tls-aws-lc`): rustls with the *ring* or the aws-lc-rs crypto
+//! provider (`provider.rs`), libpq's `sslmode` meanings, a hardened SSLRequest exchange, and the
+//! `tls-server-end-point` data for SCRAM-SHA-256-PLUS.
 //!
 //! [`crate::connect`] uses this module for each connection attempt; nothing here needs calling directly, except the
 //! channel-binding helpers ([`server_end_point_hash`], [`EndPointHash`]) which are public for tests and tools.
@@ -57,12 +58,12 @@
 //! [`server_end_point_hash`] gives RFC 5929's `tls-server-end-point` data for the server certificate, as
 //! PostgreSQL computes it (`end_point.rs` has the rules).
 //!
-//! # Why *ring*
+//! # Crypto provider
 //!
-//! rustls's two providers both build here, but *ring* needs only a C compiler (its C/assembly is small and
-//! builds in seconds), while aws-lc-rs compiles the whole AWS-LC library (about three times longer, more disk,
-//! and a CMake fallback on some platforms). pgrepl uses TLS for a handful of connections, so *ring*'s speed is
-//! ample; FIPS is not a goal.
+//! Chosen in one place, `provider.rs`, with its cipher suites and key-exchange groups listed there rather than
+//! taken from rustls's defaults: *ring* with the `tls` feature (classical key exchange, X25519 first), aws-lc-rs
+//! with `tls-aws-lc` (post-quantum X25519MLKEM768 first, then the same classical groups), which wins when both
+//! are on.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -88,6 +89,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::proto::frontend;
 
 mod end_point;
+mod provider;
 pub use end_point::{server_end_point_hash, signature_algorithm, EndPointHash};
 
 /// The ALPN protocol name PostgreSQL registered (and PostgreSQL 17 requires with direct TLS).
@@ -325,7 +327,7 @@ impl TlsSetup {
     /// given only as `hostaddr`, which `verify-full` refuses (libpq: "host name must be specified"). `addr`: the
     /// address connected to.
     fn new(cfg: &Config, name: Option<&str>, addr: IpAddr) -> Result<TlsSetup> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider::crypto_provider());
         let algs = provider.signature_verification_algorithms;
         let roots = trust_anchors(cfg)?;
         let parsed_name = name.and_then(|n| ServerName::try_from(n.to_owned()).ok());
@@ -627,7 +629,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            let mut got = vec![0u8; 512];
+            let mut got = vec![0u8; 16 * 1024];
             let n = s.read(&mut got).await.unwrap();
             got.truncate(n);
             s.write_all(reply).await.unwrap();
@@ -660,13 +662,12 @@ mod tests {
         use crate::conn::tests::sockopt;
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let key = PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-        let mut server =
-            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![cert.cert.der().clone()], key)
-                .unwrap();
+        let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(provider::crypto_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
         server.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
