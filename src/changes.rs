@@ -359,11 +359,14 @@ impl<P: Decoding> ChangeStream<P> {
         let acked = cfg.start;
         let reported = acked.max(cfg.confirmed);
         let spill = Spill::new(cfg.hold_memory, cfg.spill_dir.clone().unwrap_or_else(std::env::temp_dir));
+        let mut decoder = cfg.plugin.decoder();
+        // streamed transactions reach it held and released whole (the router's Route::Release)
+        decoder.assembled();
         let mut s = ChangeStream {
             router: cfg.plugin.router(),
             spill,
             releasing: None,
-            decoder: cfg.plugin.decoder(),
+            decoder,
             probe: cfg.plugin.decoder(),
             cfg,
             stream: None,

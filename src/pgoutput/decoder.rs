@@ -193,6 +193,8 @@ pub struct PgoutputDecoder {
     txn: Option<u32>,
     /// The open streamed block's top-level xid (after Stream Start).
     stream: Option<u32>,
+    /// Streamed transactions come assembled ([`PgoutputDecoder::assembled`]): the xid of the one being read.
+    assembled: Option<Option<u32>>,
 }
 
 impl std::fmt::Debug for PgoutputDecoder {
@@ -254,12 +256,24 @@ impl PgoutputDecoder {
         self.pool.recycle(ev);
     }
 
+    /// Streamed transactions reach this decoder assembled (held until they commit, then decoded whole, as
+    /// [`crate::changes::ChangeStream`] does): a transaction's first Stream Start becomes its
+    /// [`Event::Begin`] (xid only: the commit's LSN and time come with its Commit), the other segment markers
+    /// give no event, and its Stream Commit the [`Event::Commit`] as before. Without this, every marker is an
+    /// [`Event::Stream`].
+    pub fn assembled(&mut self) {
+        self.assembled = Some(None);
+    }
+
     /// Forget the open transaction and streamed block (after a reconnect the server starts again at a
     /// transaction boundary). The relation cache is kept: the server sends every relation again before its first
     /// change on a new connection anyway.
     pub fn reset(&mut self) {
         self.txn = None;
         self.stream = None;
+        if self.assembled.is_some() {
+            self.assembled = Some(None);
+        }
     }
 
     /// Forget the relation cache too.
@@ -370,6 +384,18 @@ impl PgoutputDecoder {
                     content: Cow::Borrowed(m.content),
                 })
             }
+            Message::StreamStart(s) if self.assembled.is_some() => {
+                self.stream = Some(s.xid);
+                if self.assembled == Some(Some(s.xid)) {
+                    return Ok(State::Done);
+                }
+                self.assembled = Some(Some(s.xid));
+                Event::Begin(Transaction { xid: Some(u64::from(s.xid)), ..Transaction::default() })
+            }
+            Message::StreamStop if self.assembled.is_some() => {
+                self.stream = None;
+                return Ok(State::Done);
+            }
             Message::StreamStart(s) => {
                 self.stream = Some(s.xid);
                 Event::Stream(StreamControl {
@@ -384,13 +410,18 @@ impl PgoutputDecoder {
                 xid: self.stream.take().map(u64::from),
                 ..StreamControl::default()
             }),
-            Message::StreamCommit(c) => Event::Commit(Transaction {
-                xid: Some(u64::from(c.xid)),
-                lsn: Some(c.commit_lsn),
-                next_lsn: Some(c.end_lsn),
-                timestamp: Some(pool.timestamp(c.commit_time)),
-                ..Transaction::default()
-            }),
+            Message::StreamCommit(c) => {
+                if self.assembled.is_some() {
+                    self.assembled = Some(None);
+                }
+                Event::Commit(Transaction {
+                    xid: Some(u64::from(c.xid)),
+                    lsn: Some(c.commit_lsn),
+                    next_lsn: Some(c.end_lsn),
+                    timestamp: Some(pool.timestamp(c.commit_time)),
+                    ..Transaction::default()
+                })
+            }
             Message::StreamAbort(a) => Event::Stream(StreamControl {
                 kind: StreamKind::Abort,
                 xid: Some(u64::from(a.xid)),
@@ -410,6 +441,9 @@ impl PgoutputDecoder {
                 })
             }
             Message::Prepare(p) | Message::StreamPrepare(p) => {
+                if self.assembled.is_some() {
+                    self.assembled = Some(None);
+                }
                 if self.txn == Some(p.xid) {
                     self.txn = None;
                 }
@@ -788,5 +822,8 @@ impl Decode for PgoutputDecoder {
     }
     fn in_transaction(&self) -> bool {
         PgoutputDecoder::in_transaction(self)
+    }
+    fn assembled(&mut self) {
+        PgoutputDecoder::assembled(self);
     }
 }

@@ -127,6 +127,11 @@ pub trait Decode: Send + 'static {
     fn reset(&mut self);
     /// Whether the payloads so far leave a transaction open.
     fn in_transaction(&self) -> bool;
+    /// From now on, streamed transactions reach this decoder assembled: held by the plugin's [`Router`] until
+    /// they commit and then decoded whole (what [`crate::changes::ChangeStream`] does). The decoder then makes
+    /// a transaction's segments one transaction: a Begin at its first segment, nothing for the segment markers.
+    /// (A no-op for plugins that stream nothing.)
+    fn assembled(&mut self) {}
 }
 
 /// Where a payload goes before the application sees it. A plugin that sends a transaction before it commits
