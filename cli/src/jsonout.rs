@@ -1,8 +1,9 @@
 //! `--output json`: each payload of the slot's plugin to one format-2-shaped JSON object per event, with the
 //! decoder's state carried across payloads (wal2json's chunk reassembly). wal2json payloads of any format (1,
-//! 1-in-chunks, 2) and test_decoding's text decode into the same typed events, so the JSON has one shape
+//! 1-in-chunks, 2), test_decoding's text and pgoutput's binary messages decode into the same typed events, so the JSON has one shape
 //! whatever the plugin; a plugin pgrepl cannot decode is refused before streaming starts.
 
+use pgrepl::pgoutput::PgoutputDecoder;
 use pgrepl::plugin::TestDecodingDecoder;
 use pgrepl::wal2json::{write_event, AnyDecoder};
 use pgrepl::{Error, ErrorKind};
@@ -11,6 +12,7 @@ use pgrepl::{Error, ErrorKind};
 enum Decoder {
     Wal2json(AnyDecoder),
     TestDecoding(TestDecodingDecoder),
+    Pgoutput(Box<PgoutputDecoder>),
 }
 
 pub struct JsonOut {
@@ -33,12 +35,18 @@ impl JsonOut {
         self.decoder = match name {
             "wal2json" => Decoder::Wal2json(AnyDecoder::default()),
             "test_decoding" => Decoder::TestDecoding(TestDecodingDecoder::default()),
+            "pgoutput" => {
+                // recv holds a streamed transaction and writes it whole at its commit (its Router)
+                let mut d = PgoutputDecoder::new();
+                d.assembled();
+                Decoder::Pgoutput(Box::new(d))
+            }
             other => {
                 return Err(Error::new(
                     ErrorKind::Config,
                     format!(
-                        "--output json/none: pgrepl cannot decode output plugin \"{other}\" (it decodes wal2json and \
-                         test_decoding); use --output raw"
+                        "--output json/none: pgrepl cannot decode output plugin \"{other}\" (it decodes wal2json, \
+                         test_decoding and pgoutput); use --output raw"
                     ),
                 ))
             }
@@ -58,6 +66,7 @@ impl JsonOut {
         match &mut self.decoder {
             Decoder::Wal2json(d) => d.decode_each(payload, &mut each),
             Decoder::TestDecoding(d) => d.decode_each(payload, &mut each),
+            Decoder::Pgoutput(d) => d.decode_each(payload, &mut each),
         }
     }
 }

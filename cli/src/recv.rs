@@ -483,6 +483,9 @@ impl<'a> Receiver<'a> {
                 self.plugin.insert(p).clone()
             }
         };
+        // a new connection resends whatever was held, whole, from the restart position
+        self.router = plugin.router();
+        self.spill.clear();
         // A stream reports its start position as flushed: what was written up to there is made durable and
         // recorded first, as before any acknowledgement.
         self.settle()?;
