@@ -450,9 +450,10 @@ impl<P: Decoding> ChangeStream<P> {
                 }
             }
         }
+        let options = self.cfg.plugin.start_options(client.session().server_version_num(), &self.cfg.options)?;
         let start = self.acked;
         let stream = client
-            .start_replication(&self.cfg.slot, &self.cfg.plugin, start, &self.cfg.options, self.cfg.stream.clone())
+            .start_replication(&self.cfg.slot, &self.cfg.plugin, start, &options, self.cfg.stream.clone())
             .await?;
         self.emit(StreamEvent::Started { start });
         Ok(stream)

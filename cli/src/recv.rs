@@ -493,9 +493,12 @@ impl<'a> Receiver<'a> {
         if self.a.verbose {
             eprintln!("pgrepl recv: starting log streaming at {start} (slot {})", self.a.slot);
         }
+        // the plugin fills in what depends on the server (pgoutput's proto_version) and refuses what cannot work
+        let options =
+            plugin.start_options(c.session().server_version_num(), &self.a.options).map_err(Failure::Local)?;
         let sc = StreamConfig { status_interval: self.a.status_interval, end: self.a.endpos, ..Default::default() };
         let stream = c
-            .start_replication(&self.a.slot, plugin.as_ref(), start, &self.a.options, sc)
+            .start_replication(&self.a.slot, plugin.as_ref(), start, &options, sc)
             .await
             .map_err(conn("could not start streaming"))?;
         // a failure from now on is a new one: the backoff starts over (as ChangeStream's does)

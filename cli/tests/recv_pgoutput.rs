@@ -237,3 +237,29 @@ fn json_of_a_streamed_pgoutput_slot_is_committed_transactions_whole_in_commit_or
         eprintln!("wal2json comparison skipped: wal2json is packaged for PostgreSQL 15 only");
     }
 }
+
+/// Without `-o proto_version` recv asks for the highest protocol the server speaks; without
+/// `publication_names` it refuses before streaming, with a message that says what to give.
+#[test]
+fn pgoutput_options_default_to_the_servers_protocol_and_a_publication_is_required() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql("postgres", "CREATE TABLE t(id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE t;").unwrap();
+    create_slot(&c, "po", "pgoutput");
+    c.psql("postgres", "INSERT INTO t VALUES (1)").unwrap();
+    let end = c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap().trim().to_string();
+    let base = |extra: &[&str]| -> Output {
+        let mut cmd = Command::new(PGREPL);
+        cmd.arg("recv").args(conn_args(&c)).args(["-S", "po", "--start", "-E", &end, "-n", "-f", "-", "-v"]);
+        cmd.args(extra);
+        run(&mut cmd)
+    };
+    let out = base(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("publication_names=NAME"), "{err}");
+    let out = base(&["-o", "publication_names=p", "--output", "json"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(r#""action":"I""#) && text.contains(r#""value":1}"#), "{text}");
+    // (without a proto_version the server refuses to start: "proto_version option missing")
+}

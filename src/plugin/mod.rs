@@ -96,6 +96,17 @@ pub trait OutputPlugin: fmt::Debug + Send + Sync + 'static {
     fn knows_transactions(&self) -> bool {
         true
     }
+    /// The options to start streaming with on a server of `server_version_num` (`None`: unknown), from those
+    /// the application gave: what a plugin fills in by server version (pgoutput's `proto_version`) and checks
+    /// before anything is sent. By default `options` unchanged.
+    fn start_options(
+        &self,
+        server_version_num: Option<u32>,
+        options: &[(String, Option<String>)],
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let _ = server_version_num;
+        Ok(options.to_vec())
+    }
     /// A fresh [`Router`] for one stream: [`DeliverAll`] unless the plugin sends transactions before they
     /// commit (pgoutput's [`StreamedTxns`]).
     fn router(&self) -> Box<dyn Router> {
@@ -245,7 +256,7 @@ mod tests {
         let p = by_name("pgoutput");
         assert_eq!(p.name(), "pgoutput");
         assert!(p.knows_transactions());
-        assert_eq!(p.default_options(), vec![("proto_version".to_string(), Some("1".to_string()))]);
+        assert_eq!(p.default_options(), vec![], "proto_version: the server's highest, publication: the user's");
         assert_eq!(p.tracker().classify(b"B"), Boundary::Begin);
         let other = by_name("decoderbufs");
         assert_eq!(other.name(), "decoderbufs");

@@ -13,11 +13,12 @@ use crate::pgoutput::PgoutputDecoder;
 /// `binary`, `messages`, `streaming`, `two_phase`, `origin`) and gives them as its
 /// [`default_options`](OutputPlugin::default_options); options a user passes by name (the CLI's `-o`) replace
 /// the ones of the same name ([`Pgoutput::options`], which also checks them). [`by_name`](super::by_name) gives
-/// [`Pgoutput::default`] for `"pgoutput"`: protocol 1 (every server since 10) and **no publication**: there is
-/// no sensible default name, so the publication must be given (`Pgoutput::new(["my_pub"])`, or
-/// `-o publication_names=my_pub`), and [`Pgoutput::options`] says so in plain words when it is not (the server's
-/// own error comes only once streaming starts). The highest protocol a server speaks is
-/// [`Pgoutput::proto_version_for`] its version.
+/// [`Pgoutput::default`] for `"pgoutput"`: no protocol version (then the highest the server speaks,
+/// [`Pgoutput::proto_version_for`] its version, filled in by [`start_options`](OutputPlugin::start_options) when
+/// streaming starts, for `ChangeStream` and `pgrepl recv` alike) and **no publication**: there is no sensible
+/// default name, so the publication must be given (`Pgoutput::new(["my_pub"])`, or `-o publication_names=my_pub`),
+/// and [`Pgoutput::options`] / `start_options` say so in plain words before anything is sent (the server's own
+/// error is cryptic).
 ///
 /// # Transaction boundaries and acknowledgement
 /// The tracker classifies each payload by its type byte (and a Message by its transactional flag):
@@ -57,7 +58,8 @@ use crate::pgoutput::PgoutputDecoder;
 /// again); its Commit Prepared or Rollback Prepared comes later as a unit of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pgoutput {
-    proto_version: u32,
+    /// `None`: the highest the server speaks ([`Pgoutput::proto_version_for`]).
+    proto_version: Option<u32>,
     publications: Vec<String>,
     binary: Option<bool>,
     messages: Option<bool>,
@@ -67,10 +69,10 @@ pub struct Pgoutput {
 }
 
 impl Default for Pgoutput {
-    /// Protocol 1, no publication (one must be given, see the type's docs).
+    /// The server's highest protocol, no publication (one must be given, see the type's docs).
     fn default() -> Self {
         Pgoutput {
-            proto_version: 1,
+            proto_version: None,
             publications: Vec::new(),
             binary: None,
             messages: None,
@@ -89,7 +91,7 @@ impl Pgoutput {
     /// The protocol version (`proto_version`): 1 (10+), 2 (14+, streaming), 3 (15+, two-phase), 4 (16+, parallel
     /// streaming).
     pub fn proto_version(mut self, v: u32) -> Self {
-        self.proto_version = v;
+        self.proto_version = Some(v);
         self
     }
     /// The highest protocol version a server of `server_version_num` (e.g. 150004) speaks: 1 before 14, 2 on 14,
@@ -157,6 +159,8 @@ impl Pgoutput {
             }
         }
         match get("proto_version") {
+            // absent: the server's highest, filled in by start_options
+            None => {}
             Some(Some(v)) if v.trim().parse::<u32>().is_ok_and(|n| n >= 1) => {}
             _ => return Err(Error::config("proto_version", "pgoutput needs proto_version=1, 2, 3 or 4")),
         }
@@ -189,7 +193,10 @@ impl OutputPlugin for Pgoutput {
     }
     /// `proto_version`, `publication_names` (when publications were given) and each optional setting made.
     fn default_options(&self) -> Vec<(String, Option<String>)> {
-        let mut o = vec![("proto_version".to_string(), Some(self.proto_version.to_string()))];
+        let mut o = vec![];
+        if let Some(v) = self.proto_version {
+            o.push(("proto_version".to_string(), Some(v.to_string())));
+        }
         if !self.publications.is_empty() {
             o.push(("publication_names".into(), Some(publication_list(&self.publications))));
         }
@@ -212,6 +219,21 @@ impl OutputPlugin for Pgoutput {
     }
     fn tracker(&self) -> Box<dyn TxnClassifier> {
         Box::new(PgoutputTracker::default())
+    }
+    /// `options` with `proto_version`, when absent, the highest the server speaks (1 before 14, 2 on 14, 3 on 15,
+    /// 4 from 16), then checked as [`Pgoutput::options`] checks them: a missing `publication_names` is a clear
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) error before anything is sent.
+    fn start_options(
+        &self,
+        server_version_num: Option<u32>,
+        options: &[(String, Option<String>)],
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let mut o = options.to_vec();
+        if !o.iter().any(|(k, _)| k == "proto_version") {
+            let v = Pgoutput::proto_version_for(server_version_num.unwrap_or(100_000));
+            o.insert(0, ("proto_version".to_string(), Some(v.to_string())));
+        }
+        Pgoutput::default().options(&o)
     }
     /// The end LSN the payload carries (Commit, Stream Commit, Prepare, Stream Prepare, Commit Prepared,
     /// Rollback Prepared), which is also where the server sent it; the position otherwise.
@@ -282,12 +304,23 @@ mod tests {
     #[test]
     fn options_default_merge_and_check() {
         let p = Pgoutput::default();
-        assert_eq!(p.default_options(), vec![("proto_version".to_string(), Some("1".to_string()))]);
+        assert_eq!(p.default_options(), vec![]);
         let e = p.options(&[]).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Config);
         assert!(e.to_string().contains("publication_names=NAME"), "{e}");
         let o = p.options(&[("publication_names".into(), Some("p".into()))]).unwrap();
-        assert_eq!(o, vec![("proto_version".into(), Some("1".into())), ("publication_names".into(), Some("p".into()))]);
+        assert_eq!(o, vec![("publication_names".into(), Some("p".into()))]);
+        // start_options: the server's highest protocol when none is given, a given one kept
+        let start = p.start_options(Some(150_018), &o).unwrap();
+        assert_eq!(start[0], ("proto_version".into(), Some("3".into())));
+        let start = p.start_options(Some(130_000), &o).unwrap();
+        assert_eq!(start[0], ("proto_version".into(), Some("1".into())));
+        let mut given = o.clone();
+        given.push(("proto_version".into(), Some("2".into())));
+        let start = p.start_options(Some(180_000), &given).unwrap();
+        assert!(start.contains(&("proto_version".into(), Some("2".into()))) && start.len() == 2, "{start:?}");
+        let e = p.start_options(Some(150_000), &[]).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
         let p = Pgoutput::new(["My Pub", "b\"q"]).proto_version(2).messages(true).streaming("on");
         assert_eq!(p.publications(), ["My Pub", "b\"q"]);
         let o =
