@@ -263,3 +263,32 @@ fn pgoutput_options_default_to_the_servers_protocol_and_a_publication_is_require
     assert!(text.contains(r#""action":"I""#) && text.contains(r#""value":1}"#), "{text}");
     // (without a proto_version the server refuses to start: "proto_version option missing")
 }
+
+/// `-E` inside a large transaction of a pgoutput slot: the transaction is delivered whole and nothing after it
+/// (pgoutput's rules: Begin … Commit; the Relation message inside it is no boundary).
+#[test]
+fn an_end_position_inside_a_pgoutput_transaction_delivers_it_whole() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    c.psql("postgres", "CREATE TABLE big(id int); CREATE PUBLICATION p FOR TABLE big;").unwrap();
+    create_slot(&c, "po", "pgoutput");
+    c.psql("postgres", "INSERT INTO big SELECT generate_series(1, 5000)").unwrap();
+    c.psql("postgres", "INSERT INTO big VALUES (-1)").unwrap();
+    let lsns = c
+        .psql(
+            "postgres",
+            "SELECT lsn FROM pg_logical_slot_peek_binary_changes('po', NULL, NULL, 'proto_version', '1', \
+             'publication_names', 'p') WHERE substr(data, 1, 1) = 'I'",
+        )
+        .unwrap();
+    let lsns: Vec<&str> = lsns.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lsns.len(), 5001);
+    let mid = lsns[2500].trim();
+    let mut cmd = Command::new(PGREPL);
+    cmd.arg("recv").args(conn_args(&c)).args(["-S", "po", "--start", "-E", mid, "-n", "-f", "-"]);
+    cmd.args(["-o", "publication_names=p", "--output", "json"]);
+    let out = run(&mut cmd);
+    ok(&out);
+    let txns = transactions(&out.stdout);
+    assert_eq!(txns.len(), 1, "the transaction holding the end position, and nothing after it");
+    assert_eq!(txns[0].rows.len(), 5000);
+}
