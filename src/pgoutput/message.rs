@@ -31,41 +31,67 @@ impl<'a> Reader<'a> {
     fn left(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }
+    // The readers are inlined into the message and tuple loops; their errors are built out of line (cold), so
+    // that the happy path is a bounds check and a load.
+    #[inline]
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let s = self.pos.checked_add(n).and_then(|end| self.buf.get(self.pos..end)).ok_or_else(|| {
-            Error::decode(self.pos, format_args!("truncated {what}: {n} bytes needed, {} left", self.left()))
-        })?;
-        self.pos += n;
-        Ok(s)
+        match self.pos.checked_add(n).and_then(|end| self.buf.get(self.pos..end)) {
+            Some(s) => {
+                self.pos += n;
+                Ok(s)
+            }
+            None => Err(self.truncated(n, what)),
+        }
     }
+    #[cold]
+    #[inline(never)]
+    fn truncated(&self, n: usize, what: &str) -> Error {
+        Error::decode(self.pos, format_args!("truncated {what}: {n} bytes needed, {} left", self.left()))
+    }
+    #[inline]
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
-        let s = self.take(N, what)?;
-        s.try_into().map_err(|_| Error::decode(self.pos, "internal: slice length"))
+        let at = self.pos;
+        match self.buf.get(at..).and_then(|rest| rest.first_chunk::<N>()) {
+            Some(a) => {
+                self.pos = at + N;
+                Ok(*a)
+            }
+            None => Err(self.truncated(N, what)),
+        }
     }
+    #[inline]
     pub(crate) fn u8(&mut self, what: &str) -> Result<u8> {
         Ok(u8::from_be_bytes(self.array(what)?))
     }
+    #[inline]
     pub(crate) fn u16(&mut self, what: &str) -> Result<u16> {
         Ok(u16::from_be_bytes(self.array(what)?))
     }
+    #[inline]
     pub(crate) fn u32(&mut self, what: &str) -> Result<u32> {
         Ok(u32::from_be_bytes(self.array(what)?))
     }
+    #[inline]
     pub(crate) fn i32(&mut self, what: &str) -> Result<i32> {
         Ok(i32::from_be_bytes(self.array(what)?))
     }
+    #[inline]
     pub(crate) fn i64(&mut self, what: &str) -> Result<i64> {
         Ok(i64::from_be_bytes(self.array(what)?))
     }
+    #[inline]
     pub(crate) fn lsn(&mut self, what: &str) -> Result<Lsn> {
         Ok(Lsn(u64::from_be_bytes(self.array(what)?)))
     }
     /// A length-prefixed (`int32`) byte string; a negative length is an error.
+    #[inline]
     fn counted(&mut self, what: &str) -> Result<&'a [u8]> {
         let at = self.pos;
         let n = self.i32(what)?;
-        let n = usize::try_from(n).map_err(|_| Error::decode(at, format_args!("negative length {n} of {what}")))?;
-        self.take(n, what)
+        match usize::try_from(n) {
+            Ok(n) => self.take(n, what),
+            Err(_) => Err(negative_length(at, n, what)),
+        }
     }
     /// A NUL-terminated string (`pq_sendstring`), which must be UTF-8.
     pub(crate) fn cstr(&mut self, what: &str) -> Result<&'a str> {
@@ -277,6 +303,13 @@ impl<'a> Iterator for TupleIter<'a> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn negative_length(at: usize, n: i32, what: &str) -> Error {
+    Error::decode(at, format_args!("negative length {n} of {what}"))
+}
+
+#[inline]
 fn tuple_value<'a>(r: &mut Reader<'a>) -> Result<TupleValue<'a>> {
     let at = r.pos();
     match r.u8("column kind")? {
