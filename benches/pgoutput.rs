@@ -3,8 +3,8 @@
 //!
 //! `scripts/bench-pgoutput.sh` records the shared bench workload through a pgoutput slot
 //! (bench-data/pgoutput.pgo, proto_version 1) and a wal2json slot (bench-data/pgo-v2.w2j, format 2) of the same
-//! cluster, and runs this (`cargo bench --bench pgoutput`). Without those files the small committed corpus
-//! (tests/data/pgoutput, if present) or nothing is used: `cargo test --all-targets` runs this as a smoke test.
+//! cluster, and runs this (`cargo bench --bench pgoutput`). Without those files it says how to make them and
+//! returns; `cargo test --all-targets` runs it as a smoke test (the first 2000 messages, one run).
 //!
 //! Contenders, each over the whole recording in memory, round-robin, `BENCH_REPS` runs (default 7), median and
 //! spread (min-max):
