@@ -41,6 +41,7 @@ use crate::proto::backend::BackendMessage;
 use crate::proto::commands;
 use crate::proto::feedback::{Delivery, FeedbackConfig, FeedbackState};
 use crate::proto::frontend;
+use crate::proto::pacing::{Coalescer, LingerRead, ReadGate, RecvSocket};
 use crate::proto::replication::{to_pg_micros, ReplicationMessage, StatusUpdate, XLogData};
 use crate::proto::startup::SessionInfo;
 
@@ -375,259 +376,97 @@ async fn room(shared: &Shared, bytes: usize, msgs: usize) -> Option<()> {
     Some(())
 }
 
-/// Read coalescing ([`StreamConfig::coalesce_reads`]): the low-water mark asked for while the stream runs fast.
-/// Without it, a reader that keeps up is woken and reads once per message (a few hundred bytes), and those
-/// wake-ups and reads are most of the client's CPU on a bulk drain.
-const COALESCE_LOWAT: i32 = 32 * 1024;
-/// How long after the last read a coalescing reader waits for the low-water mark before taking what is there
-/// (tokio's timers have a 1 ms granularity: 1-2 ms).
-const COALESCE_LINGER: Duration = Duration::from_millis(1);
-/// Coalescing starts after a window of at least COALESCE_WINDOW that saw at least COALESCE_RATE bytes/s.
-const COALESCE_RATE: f64 = 16e6;
-const COALESCE_WINDOW: Duration = Duration::from_millis(2);
-/// Coalescing stops once the stream has not run fast for this long. Until then a linger that finds less than
-/// the low-water mark reads what is there and leaves the mark as it is ([`Conn::read_now`]). A bulk stream
-/// comes in bursts (the walsender sends each transaction at its commit, then decodes the next one for a few
-/// milliseconds): stopping at the first quiet linger meant a dozen reads of one message each at the start of
-/// every burst, and the walsender sending each of those messages in a segment of its own, before the rate was
-/// measured again (a bulk drain: 2,750 of its 4,360 reads under 4 KiB; keeping the mark took the client's CPU
-/// down by a sixth, docs/bench-e2e.md). A message still waits at most a linger.
-const COALESCE_COOL: Duration = Duration::from_millis(50);
-/// Coalescing stops after this many lingers in a row that found a slowed stream ([`Coalescer::keep_after_linger`]).
-const SLOW_LINGERS: u8 = 2;
-/// A connection whose smallest round trip is at most this (loopback, a LAN) coalesces in
-/// [`CoalesceMode::Window`].
-const COALESCE_NEAR_RTT: Duration = Duration::from_millis(1);
-/// [`CoalesceMode::Window`]'s receive buffer (`SO_RCVBUF`; the kernel books twice this). It fits under Linux's
-/// default `net.core.rmem_max` (208 KiB).
-const COALESCE_WINDOW_BUF: i32 = 192 * 1024;
-/// [`CoalesceMode::Window`]'s linger: its wake-ups come from the window, the timer only bounds a slowing stream.
-const COALESCE_WINDOW_LINGER: Duration = Duration::from_millis(3);
-/// [`CoalesceMode::Paced`]'s receive buffer. Needs `net.core.rmem_max` at least this much.
-const COALESCE_PACED_BUF: i32 = 384 * 1024;
-/// [`CoalesceMode::Paced`]'s wait between the window's closing and the read (tokio's timers: 3-4 ms).
-const COALESCE_PACE: Duration = Duration::from_millis(3);
-/// [`CoalesceMode::Paced`]: after this many reads in a row that took all the room there was, the reader reads
-/// without waiting until the socket is empty (see [`drain_backlog`]).
-const PACE_FILLED_STREAK: u32 = 8;
-/// [`CoalesceMode::Paced`]'s linger (what bounds a message's wait when the stream slows down).
-const COALESCE_PACED_LINGER: Duration = Duration::from_millis(5);
-
-/// How a coalescing reader asks the kernel to wake it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CoalesceMode {
-    /// `SO_RCVLOWAT` at [`COALESCE_LOWAT`], the receive buffer left to the kernel's tuning, [`COALESCE_LINGER`].
-    LowWater,
-    /// The receive buffer fixed at [`COALESCE_WINDOW_BUF`] and the low-water mark as high as the kernel allows
-    /// (half its booked buffer): Linux then signals readiness when the receive window is about to close or the
-    /// buffer is under memory pressure (`tcp_data_ready`), or after [`COALESCE_WINDOW_LINGER`]. The reader wakes
-    /// about half as often as in `LowWater`, and the sender, finding the window closed now and then, sends its
-    /// queued messages in fewer, larger segments, which saves loopback TCP work on both sides (docs/bench-e2e.md:
-    /// client CPU -25 %, walsender CPU and drain time -5-10 %). Only where the round trip is short: a fixed
-    /// buffer caps a connection at about buffer / round trip. Only while the reader keeps up: see
-    /// [`Coalescer::pause`].
-    Window,
-    /// [`Window`](Self::Window) with a larger buffer ([`COALESCE_PACED_BUF`]) and a pace: woken when the window
-    /// is about to close, the reader waits [`COALESCE_PACE`] before reading, and takes at most one read buffer's
-    /// room per wait. Meanwhile the walsender's per-message sends queue up in its socket (it does not block: its
-    /// send buffer holds megabytes) and leave as a few large segments when the window opens: 5-10x fewer TCP
-    /// segments, half the client's system time, and a walsender that spends a fifth less CPU and so finishes
-    /// sooner (docs/bench-e2e.md: drain wall time -20 %, client CPU -10-15 %). That backlog is the point, and it
-    /// is bounded: after [`PACE_FILLED_STREAK`] reads in a row that took all the room, the reader drains the
-    /// socket without waiting ([`drain_backlog`]), so it never holds a sender back for long. Chosen instead of
-    /// `Window` on plain TCP (under TLS, readiness does not say whether the window closed) where the kernel lets
-    /// the buffer be fixed that large.
-    Paced,
-}
-
-impl CoalesceMode {
-    /// The mode for a connection whose smallest round trip is `min_rtt` (`None`: unknown), `can_pace` when it is
-    /// plain TCP; `fix_buffer(bytes)` fixes the receive buffer and says whether the kernel booked all of it.
-    fn choose(min_rtt: Option<Duration>, can_pace: bool, mut fix_buffer: impl FnMut(i32) -> bool) -> Self {
-        match min_rtt {
-            Some(rtt) if rtt <= COALESCE_NEAR_RTT => {
-                if can_pace && fix_buffer(COALESCE_PACED_BUF) {
-                    CoalesceMode::Paced
-                } else if fix_buffer(COALESCE_WINDOW_BUF) {
-                    CoalesceMode::Window
-                } else {
-                    CoalesceMode::LowWater
-                }
-            }
-            _ => CoalesceMode::LowWater,
-        }
+/// The read policy's socket options ([`crate::proto::pacing`]) on the driver's socket.
+impl RecvSocket for Socket {
+    fn set_recv_lowat(&self, bytes: i32) -> bool {
+        Socket::set_recv_lowat(self, bytes)
     }
-
-    /// The fixed receive buffer, if any.
-    fn buffer(self) -> Option<i32> {
-        match self {
-            CoalesceMode::LowWater => None,
-            CoalesceMode::Window => Some(COALESCE_WINDOW_BUF),
-            CoalesceMode::Paced => Some(COALESCE_PACED_BUF),
-        }
+    fn set_recv_buf(&self, bytes: i32) -> bool {
+        Socket::set_recv_buf(self, bytes)
     }
-
-    fn lowat(self) -> i32 {
-        // the kernel caps SO_RCVLOWAT at half the booked buffer, which is the buffer asked for
-        self.buffer().unwrap_or(COALESCE_LOWAT)
+    fn recv_buf(&self) -> Option<i32> {
+        Socket::recv_buf(self)
     }
-
-    fn linger(self) -> Duration {
-        match self {
-            CoalesceMode::LowWater => COALESCE_LINGER,
-            CoalesceMode::Window => COALESCE_WINDOW_LINGER,
-            CoalesceMode::Paced => COALESCE_PACED_LINGER,
-        }
+    fn unlock_recv_buf(&self) -> bool {
+        Socket::unlock_recv_buf(self)
+    }
+    fn can_unlock_recv_buf(&self) -> bool {
+        Socket::can_unlock_recv_buf(self)
+    }
+    fn min_rtt(&self) -> Option<Duration> {
+        Socket::min_rtt(self)
+    }
+    fn is_plain_tcp(&self) -> bool {
+        matches!(self, Socket::Tcp(_))
     }
 }
 
-/// [`CoalesceMode::Paced`]: whether to read at once rather than wait, given whether the last read took all the
-/// room there was and how many reads in a row did. A paced reader takes at most one buffer's room per wait, so a
-/// sender faster than that builds a backlog (in its socket, up to its send buffer); after
-/// [`PACE_FILLED_STREAK`] full reads in a row the reader takes the backlog at full speed, until a read no longer
-/// fills the room. So pacing never holds the stream back for more than a few waits: without this, a 3 ms wait
-/// capped a bulk drain at ~20 MB/s (5.7 s instead of 2.4 s, docs/bench-e2e.md).
-fn drain_backlog(read_filled: bool, filled_streak: u32) -> bool {
-    read_filled && filled_streak >= PACE_FILLED_STREAK
+/// The stream task's timers, all in one place: the status update at [`FeedbackState::next_deadline`] (also
+/// while waiting for room in the buffer), and the read policy's linger ([`Coalescer::linger_deadline`]) and pace
+/// ([`ReadGate::At`]). The status timer and the linger are set before each wait, the pace when the socket becomes
+/// readable; each only when the deadline its owner gives changed. The decisions are the owners'; this only keeps
+/// tokio's sleeps at their deadlines.
+///
+/// Made once per stream and moved rather than re-created per read: registering a new timer while the runtime's
+/// timer wheel is empty makes tokio unpark its driver (a write to its eventfd), which per read was a system call
+/// per handful of messages. Three timers rather than one at the earliest deadline: tokio moves a registered timer
+/// later without a lock (a compare-and-swap), while an earlier deadline re-registers it under the timer driver's
+/// lock and unparks the driver when it becomes the next wake-up. The linger moves later at every read; a single
+/// timer would, in the paced mode, also move earlier at every readiness (from the linger to the pace).
+struct Timers {
+    status: Pin<Box<tokio::time::Sleep>>,
+    linger: Pin<Box<tokio::time::Sleep>>,
+    pace: Pin<Box<tokio::time::Sleep>>,
 }
 
-/// After a read of `n` bytes (`filled`: it took all the room there was): the count of full reads in a row for
-/// [`drain_backlog`], and the end of the stream as an error.
-fn count_read(n: usize, filled: bool, filled_streak: &mut u32) -> Result<()> {
-    *filled_streak = if filled { filled_streak.saturating_add(1) } else { 0 };
-    if n == 0 {
-        return Err(Error::closed("server closed the replication connection"));
+impl Timers {
+    fn new() -> Self {
+        let later = tokio::time::Instant::now() + Duration::from_secs(3600);
+        Timers {
+            status: Box::pin(tokio::time::sleep_until(later)),
+            linger: Box::pin(tokio::time::sleep_until(later)),
+            pace: Box::pin(tokio::time::sleep_until(later)),
+        }
     }
-    Ok(())
+
+    /// The status timer at the feedback state's deadline (an hour away when there is none).
+    fn arm_status(&mut self, deadline: Option<Instant>) {
+        set_timer(&mut self.status, deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+    }
+
+    /// Before a wait in the read loop: the status timer, and the linger while the policy has one.
+    fn arm(&mut self, status: Option<Instant>, linger: Option<Instant>) {
+        self.arm_status(status);
+        if let Some(t) = linger {
+            set_timer(&mut self.linger, t);
+        }
+    }
+
+    fn status_elapsed(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.status.as_mut().poll(cx).is_ready()
+    }
+
+    fn linger_elapsed(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.linger.as_mut().poll(cx).is_ready()
+    }
+
+    /// Whether the pace's wait, until `until`, is over.
+    fn pace_elapsed(&mut self, cx: &mut std::task::Context<'_>, until: Instant) -> bool {
+        set_timer(&mut self.pace, until);
+        self.pace.as_mut().poll(cx).is_ready()
+    }
 }
 
-/// When to coalesce reads: the byte rate measured over windows of at least [`COALESCE_WINDOW`].
-struct Coalescer {
-    enabled: bool,
-    /// SO_RCVLOWAT is at the mode's low-water mark.
-    on: bool,
-    /// Chosen the first time coalescing starts.
-    mode: Option<CoalesceMode>,
-    /// The receive buffer is fixed at the mode's size ([`CoalesceMode::Window`] and [`CoalesceMode::Paced`] while
-    /// reading).
-    buf_fixed: bool,
-    window_start: Instant,
-    window_bytes: usize,
-    /// The end of the last window that ran fast.
-    last_hot: Option<Instant>,
-    /// Lingers in a row whose read found bytes that came slower than [`COALESCE_RATE`].
-    slow_lingers: u8,
+fn set_timer(timer: &mut Pin<Box<tokio::time::Sleep>>, at: Instant) {
+    let at = tokio::time::Instant::from_std(at);
+    if timer.deadline() != at {
+        timer.as_mut().reset(at);
+    }
 }
 
-impl Coalescer {
-    fn new(enabled: bool) -> Self {
-        Coalescer {
-            enabled,
-            on: false,
-            mode: None,
-            buf_fixed: false,
-            window_start: Instant::now(),
-            window_bytes: 0,
-            last_hot: None,
-            slow_lingers: 0,
-        }
-    }
-
-    /// Account a read of `n` bytes; `true` when coalescing should start.
-    fn hot_after_read(&mut self, n: usize, now: Instant) -> bool {
-        if !self.enabled {
-            return false;
-        }
-        self.window_bytes += n;
-        let dt = now.saturating_duration_since(self.window_start);
-        if dt < COALESCE_WINDOW {
-            return false;
-        }
-        let hot = self.window_bytes as f64 >= COALESCE_RATE * dt.as_secs_f64();
-        self.window_start = now;
-        self.window_bytes = 0;
-        if hot {
-            self.last_hot = Some(now);
-        }
-        hot && !self.on
-    }
-
-    /// Whether the stream has not run fast for [`COALESCE_COOL`].
-    fn cooled(&self, now: Instant) -> bool {
-        self.last_hot.is_none_or(|t| now.saturating_duration_since(t) >= COALESCE_COOL)
-    }
-
-    /// A linger fired and its read took `read` bytes (0: nothing was queued); whether to go on coalescing.
-    /// Nothing queued is a gap between a bulk stream's bursts: go on, until [`cooled`](Self::cooled). Bytes
-    /// that came slower than [`COALESCE_RATE`] are a stream that slowed down but still flows (a moderate rate
-    /// of small transactions that looked fast for a moment, or a burst's tail): a second such linger in a row
-    /// stops coalescing, so that its messages stop waiting for lingers. (Keeping a fixed buffer and a high mark
-    /// over 10,000 single-row transactions a second took their p99 latency from 2 ms to 7-25 ms: small segments
-    /// fill the buffer's memory long before its bytes reach the mark.)
-    fn keep_after_linger(&mut self, read: usize, now: Instant) -> bool {
-        if read == 0 {
-            self.slow_lingers = 0;
-        } else {
-            self.hot_after_read(read, now);
-            if read as f64 >= COALESCE_RATE * self.linger().as_secs_f64() {
-                self.slow_lingers = 0;
-            } else {
-                self.slow_lingers = self.slow_lingers.saturating_add(1);
-            }
-        }
-        self.slow_lingers < SLOW_LINGERS && !self.cooled(now)
-    }
-
-    /// Start coalescing on `sock`, choosing the mode the first time (`on` stays false if the socket refuses).
-    /// A fixed buffer needs to be one that [`pause`](Self::pause) can let go of again.
-    fn start(&mut self, sock: &Socket) {
-        let first = self.mode.is_none();
-        let mode = *self.mode.get_or_insert_with(|| {
-            let unlockable = sock.can_unlock_recv_buf();
-            CoalesceMode::choose(sock.min_rtt(), matches!(sock, Socket::Tcp(_)), |bytes| {
-                unlockable && sock.set_recv_buf(bytes) && sock.recv_buf().is_some_and(|b| b >= 2 * bytes)
-            })
-        });
-        if let Some(bytes) = mode.buffer() {
-            // fixed by `choose` the first time, here again after a pause
-            self.buf_fixed = self.buf_fixed || first || sock.set_recv_buf(bytes);
-        }
-        self.on = sock.set_recv_lowat(mode.lowat());
-    }
-
-    /// The wait between the socket's readiness and the read, while coalescing in [`CoalesceMode::Paced`].
-    fn pace(&self) -> Option<Duration> {
-        (self.on && self.mode == Some(CoalesceMode::Paced)).then_some(COALESCE_PACE)
-    }
-
-    /// The reader stops reading (backpressure): back to waking up for every byte, and the receive buffer back
-    /// to the kernel's tuning. A fixed buffer that fills up while nobody reads makes Linux drop whole incoming
-    /// segments, the server's acknowledgements with them, once the queued data's overhead passes the buffer:
-    /// our status updates then never get acknowledged, the server backs off its retransmissions, and a stall
-    /// longer than `wal_sender_timeout` ends in "terminating walsender process due to replication timeout".
-    /// An unlocked buffer grows to hold what the window let in, and the window closes cleanly. The next fast
-    /// stretch after the pause fixes the buffer again ([`start`](Self::start)).
-    fn pause(&mut self, sock: &Socket) {
-        if self.buf_fixed {
-            sock.unlock_recv_buf();
-            self.buf_fixed = false;
-        }
-        self.off(sock);
-    }
-
-    /// Back to waking up for every byte (the kernel signals readiness at once when bytes are already waiting).
-    fn off(&mut self, sock: &Socket) {
-        self.slow_lingers = 0;
-        if self.on {
-            self.on = false;
-            sock.set_recv_lowat(1);
-        }
-    }
-
-    /// How long after a read to wait for the low-water mark.
-    fn linger(&self) -> Duration {
-        self.mode.map_or(COALESCE_LINGER, CoalesceMode::linger)
-    }
+/// The end of the stream, read as zero bytes.
+fn server_closed() -> Error {
+    Error::closed("server closed the replication connection")
 }
 
 /// What ended a wait in the read loop.
@@ -730,11 +569,6 @@ impl<C: TxnClassifier> StreamTask<C> {
         Ok(())
     }
 
-    fn deadline(&self) -> tokio::time::Instant {
-        let d = self.state.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        tokio::time::Instant::from_std(d)
-    }
-
     /// Nothing more is delivered; the consumer's `next()` returns `None` once it has drained the buffer. The
     /// batch still goes out: the channel closes after the next send ([`close_if_ending`](Self::close_if_ending)).
     fn end_delivery(&mut self) {
@@ -786,23 +620,15 @@ impl<C: TxnClassifier> StreamTask<C> {
     async fn run_inner(&mut self, stop_rx: &mut oneshot::Receiver<()>) -> Result<()> {
         self.send_status(true).await?;
         let mut server_done = false;
-        // One timer and one wake-up registration for the whole loop, moved rather than re-created per read:
-        // registering a new timer while the runtime's timer wheel is empty makes tokio unpark its driver (a
-        // write to its eventfd), which per read was a system call per handful of messages.
+        // The timers (`Timers`) and one wake-up registration for the whole loop, moved rather than re-created
+        // per read.
+        let mut timers = Timers::new();
         let shared = self.shared.clone();
-        let timer = tokio::time::sleep_until(self.deadline());
-        tokio::pin!(timer);
         let woken = shared.wake.notified();
         tokio::pin!(woken);
-        let mut coalesce = Coalescer::new(self.coalesce_reads && self.conn.sock.set_recv_lowat(1));
-        let linger = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(linger);
-        // CoalesceMode::Paced: the pace timer, and whether it runs.
-        let pace_timer = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(pace_timer);
-        let mut pacing = false;
-        // CoalesceMode::Paced: reads in a row that took all the room there was.
-        let mut filled_streak: u32 = 0;
+        // The read policy (src/proto/pacing.rs): told of every read, it says when to read and sets the socket's
+        // options.
+        let mut coalesce = Coalescer::new(self.coalesce_reads, &self.conn.sock, Instant::now());
         loop {
             // Handle every whole message already buffered.
             while let Some(msg) = self.conn.decoder.decode(&mut self.conn.rbuf)? {
@@ -812,7 +638,7 @@ impl<C: TxnClassifier> StreamTask<C> {
                         if let Pending::Deliver(_) = pending {
                             coalesce.pause(&self.conn.sock);
                         }
-                        self.handle_pending(pending, stop_rx).await?
+                        self.handle_pending(pending, stop_rx, &mut timers).await?
                     }
                 };
                 if stop {
@@ -828,7 +654,7 @@ impl<C: TxnClassifier> StreamTask<C> {
                 Flush::Gone => return self.finish().await,
                 Flush::NoRoom => {
                     coalesce.pause(&self.conn.sock);
-                    if self.flush_when_room(stop_rx).await? {
+                    if self.flush_when_room(stop_rx, &mut timers).await? {
                         return self.finish().await;
                     }
                 }
@@ -841,18 +667,15 @@ impl<C: TxnClassifier> StreamTask<C> {
             if self.conn.read_room_shared() {
                 tokio::task::yield_now().await;
             }
-            let deadline = self.deadline();
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
-            }
+            let linger = coalesce.linger_deadline();
+            timers.arm(self.state.next_deadline(), linger);
             // What woke us, polled in this order (stop first, the socket last, so that a busy socket never
             // starves the rest). A hand-written select: tokio's `select!` needs its "macros" feature, and with it
             // five proc-macro crates in the library's dependency tree.
             let wake = {
                 let conn = &mut self.conn;
-                let coalescing = coalesce.on;
-                let pace = coalesce.pace();
-                pacing &= pace.is_some();
+                let coalesce = &mut coalesce;
+                let timers = &mut timers;
                 std::future::poll_fn(|cx| {
                     if Pin::new(&mut *stop_rx).poll(cx).is_ready() {
                         return Poll::Ready(Wake::Stop);
@@ -860,31 +683,25 @@ impl<C: TxnClassifier> StreamTask<C> {
                     if woken.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Wake::Woken);
                     }
-                    if timer.as_mut().poll(cx).is_ready() {
+                    if timers.status_elapsed(cx) {
                         return Poll::Ready(Wake::Timer);
                     }
-                    if coalescing && linger.as_mut().poll(cx).is_ready() {
+                    if linger.is_some() && timers.linger_elapsed(cx) {
                         return Poll::Ready(Wake::Linger);
                     }
                     // After the server's CopyDone nothing more comes: wait for stop() only.
                     if !server_done {
-                        let read_now = match pace {
-                            None => true,
-                            Some(_) if pacing => pace_timer.as_mut().poll(cx).is_ready(),
-                            Some(_) if drain_backlog(conn.read_filled, filled_streak) => true,
-                            Some(d) => match conn.sock.poll_readable(cx) {
+                        let read_now = match coalesce.read_gate(conn.read_filled) {
+                            ReadGate::Now => true,
+                            ReadGate::At(until) => timers.pace_elapsed(cx, until),
+                            ReadGate::WhenReadable => match conn.sock.poll_readable(cx) {
                                 Poll::Ready(Err(e)) => return Poll::Ready(Wake::Read(Err(e))),
-                                Poll::Ready(Ok(())) => {
-                                    pacing = true;
-                                    pace_timer.as_mut().reset(tokio::time::Instant::now() + d);
-                                    pace_timer.as_mut().poll(cx).is_ready()
-                                }
+                                Poll::Ready(Ok(())) => timers.pace_elapsed(cx, coalesce.on_readable(Instant::now())),
                                 Poll::Pending => false,
                             },
                         };
                         if read_now {
                             if let Poll::Ready(r) = conn.poll_fill(cx) {
-                                pacing = false;
                                 return Poll::Ready(Wake::Read(r));
                             }
                         }
@@ -896,40 +713,28 @@ impl<C: TxnClassifier> StreamTask<C> {
             match wake {
                 Wake::Read(r) => {
                     let n = r.map_err(|e| Error::io("reading replication stream", e))?;
-                    count_read(n, self.conn.read_filled, &mut filled_streak)?;
-                    let now = tokio::time::Instant::now();
-                    if coalesce.hot_after_read(n, now.into_std()) {
-                        coalesce.start(&self.conn.sock);
+                    if n == 0 {
+                        return Err(server_closed());
                     }
-                    if coalesce.on {
-                        coalesce.slow_lingers = 0;
-                        linger.as_mut().reset(now + coalesce.linger());
-                    }
+                    coalesce.on_read(n, self.conn.read_filled, Instant::now(), &self.conn.sock);
                 }
                 Wake::Linger => {
                     // Less than the low-water mark came within the linger time. On plain TCP, take what is there
-                    // without lowering the mark; whether to go on coalescing: `keep_after_linger`. Elsewhere
-                    // (TLS) stop coalescing now.
-                    let now = tokio::time::Instant::now();
+                    // without lowering the mark; whether to go on coalescing is the policy's call. Elsewhere
+                    // (TLS) coalescing stops now.
+                    let now = Instant::now();
                     let read = match self.conn.read_now() {
-                        Ok(n) => {
-                            count_read(n, self.conn.read_filled, &mut filled_streak)?;
-                            pacing = false;
-                            Some(n)
-                        }
+                        Ok(0) => return Err(server_closed()),
+                        Ok(bytes) => LingerRead::Read { bytes, filled: self.conn.read_filled },
                         Err(e)
                             if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) =>
                         {
-                            Some(0)
+                            LingerRead::Nothing
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => None,
+                        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => LingerRead::Unsupported,
                         Err(e) => return Err(Error::io("reading replication stream", e)),
                     };
-                    if read.is_some_and(|n| coalesce.keep_after_linger(n, now.into_std())) {
-                        linger.as_mut().reset(now + coalesce.linger());
-                    } else {
-                        coalesce.off(&self.conn.sock);
-                    }
+                    coalesce.on_linger(read, now, &self.conn.sock);
                 }
                 Wake::Timer => {}
                 Wake::Woken => {
@@ -1015,12 +820,17 @@ impl<C: TxnClassifier> StreamTask<C> {
 
     /// The waiting part of [`handle_now`](Self::handle_now); `Ok(true)` means stop was requested (or the consumer
     /// is gone) while waiting for buffer room.
-    async fn handle_pending(&mut self, pending: Pending, stop_rx: &mut oneshot::Receiver<()>) -> Result<bool> {
+    async fn handle_pending(
+        &mut self,
+        pending: Pending,
+        stop_rx: &mut oneshot::Receiver<()>,
+        timers: &mut Timers,
+    ) -> Result<bool> {
         match pending {
             Pending::Nothing => return Ok(false),
             Pending::Stop => return Ok(true),
             Pending::Deliver(x) => {
-                if self.flush_when_room(stop_rx).await? {
+                if self.flush_when_room(stop_rx, timers).await? {
                     return Ok(true);
                 }
                 self.push_batch(x);
@@ -1035,19 +845,18 @@ impl<C: TxnClassifier> StreamTask<C> {
 
     /// Backpressure: wait for room for the batch without reading the socket, but keep the status timer running;
     /// then send it. `Ok(true)`: stop was requested or the consumer is gone.
-    async fn flush_when_room(&mut self, stop_rx: &mut oneshot::Receiver<()>) -> Result<bool> {
+    async fn flush_when_room(&mut self, stop_rx: &mut oneshot::Receiver<()>, timers: &mut Timers) -> Result<bool> {
         if self.batch.is_empty() {
             return Ok(false);
         }
         loop {
-            let deadline = self.deadline();
+            timers.arm_status(self.state.next_deadline());
             let shared = self.shared.clone();
             let (bytes, msgs) = (self.batch_bytes, self.batch.len());
             let wake = {
                 let room = room(&shared, bytes, msgs);
                 tokio::pin!(room);
-                let timer = tokio::time::sleep_until(deadline);
-                tokio::pin!(timer);
+                let timers = &mut *timers;
                 let woken = shared.wake.notified();
                 tokio::pin!(woken);
                 std::future::poll_fn(|cx| {
@@ -1058,7 +867,7 @@ impl<C: TxnClassifier> StreamTask<C> {
                         // (`None`: the budgets closed, which they never are while the task runs)
                         return Poll::Ready(if r.is_some() { Room::Ready } else { Room::Stop });
                     }
-                    if timer.as_mut().poll(cx).is_ready() {
+                    if timers.status_elapsed(cx) {
                         return Poll::Ready(Room::Timer);
                     }
                     if woken.as_mut().poll(cx).is_ready() {
@@ -1120,134 +929,11 @@ impl<C: TxnClassifier> StreamTask<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::pacing::{CoalesceMode, COALESCE_LOWAT, COALESCE_NEAR_RTT, COALESCE_PACED_BUF};
 
-    #[test]
-    fn window_coalescing_only_on_a_short_round_trip_with_a_fixed_buffer() {
-        let near = Some(Duration::from_micros(40));
-        let far = Some(Duration::from_millis(20));
-        // plain TCP: paced when the large buffer can be booked, else the window mode's smaller one
-        let fix = |ok_up_to: i32| move |bytes: i32| bytes <= ok_up_to;
-        assert_eq!(CoalesceMode::choose(near, true, fix(COALESCE_PACED_BUF)), CoalesceMode::Paced);
-        assert_eq!(CoalesceMode::choose(Some(COALESCE_NEAR_RTT), true, |_| true), CoalesceMode::Paced);
-        assert_eq!(CoalesceMode::choose(near, true, fix(COALESCE_WINDOW_BUF)), CoalesceMode::Window);
-        // under TLS: never paced
-        assert_eq!(CoalesceMode::choose(near, false, |_| true), CoalesceMode::Window);
-        // the buffer could not be fixed: the low-water mark alone
-        assert_eq!(CoalesceMode::choose(near, true, |_| false), CoalesceMode::LowWater);
-        assert_eq!(CoalesceMode::choose(near, false, |_| false), CoalesceMode::LowWater);
-        // a long or unknown round trip: the buffer is not even touched (it would cap the connection)
-        let mut touched = false;
-        for rtt in [far, None, Some(COALESCE_NEAR_RTT + Duration::from_micros(1))] {
-            let mode = CoalesceMode::choose(rtt, true, |_| {
-                touched = true;
-                true
-            });
-            assert_eq!(mode, CoalesceMode::LowWater);
-        }
-        assert!(!touched);
-        // the low-water marks are the most the kernel accepts with those buffers
-        assert_eq!(CoalesceMode::Window.lowat(), COALESCE_WINDOW_BUF);
-        assert_eq!(CoalesceMode::Paced.lowat(), COALESCE_PACED_BUF);
-        assert_eq!(CoalesceMode::LowWater.lowat(), COALESCE_LOWAT);
-        assert!(CoalesceMode::Window.linger() > CoalesceMode::LowWater.linger());
-    }
-
-    #[test]
-    fn a_paced_reader_drains_a_growing_backlog() {
-        // a read that left room: the socket is empty, wait again
-        assert!(!drain_backlog(false, 0));
-        assert!(!drain_backlog(false, PACE_FILLED_STREAK + 5));
-        // full reads: wait between them until the streak says the sender's backlog grows
-        for streak in 1..PACE_FILLED_STREAK {
-            assert!(!drain_backlog(true, streak));
-        }
-        assert!(drain_backlog(true, PACE_FILLED_STREAK));
-        assert!(drain_backlog(true, u32::MAX));
-        // the streak: full reads in a row; a read that left room ends it; 0 bytes is the end of the stream
-        let mut streak = 0;
-        count_read(100, true, &mut streak).unwrap();
-        count_read(100, true, &mut streak).unwrap();
-        assert_eq!(streak, 2);
-        count_read(50, false, &mut streak).unwrap();
-        assert_eq!(streak, 0);
-        assert_eq!(count_read(0, false, &mut streak).unwrap_err().kind(), crate::error::ErrorKind::Closed);
-        // the wait is what lets the sender batch; the linger bounds a message's wait after a slowdown
-        assert!(COALESCE_PACE >= Duration::from_millis(1));
-        assert!(CoalesceMode::Paced.linger() > COALESCE_PACE);
-    }
-
-    #[test]
-    fn coalescing_cools_down_once_the_stream_stops_running_fast() {
-        let t0 = Instant::now();
-        let ms = |n| t0 + Duration::from_millis(n);
-        let mut c = Coalescer { window_start: t0, ..Coalescer::new(true) };
-        // never ran fast
-        assert!(c.cooled(t0));
-        // 1 MB in 3 ms: fast, coalescing starts
-        assert!(c.hot_after_read(1_000_000, ms(3)));
-        c.on = true;
-        assert!(!c.cooled(ms(3)));
-        // slow windows (a few hundred bytes each) do not move the last fast one: cooled once COALESCE_COOL has
-        // passed since it (what a slowed stream's lingers do: `keep_after_linger`, below)
-        for t in (6..50).step_by(3) {
-            assert!(!c.hot_after_read(300, ms(t)));
-            assert!(!c.cooled(ms(t)), "{t} ms");
-        }
-        assert!(c.cooled(ms(3) + COALESCE_COOL));
-        // a fast window while on pushes the cool-down back, without asking to start again
-        assert!(!c.hot_after_read(1_000_000, ms(60)));
-        assert!(!c.cooled(ms(60) + COALESCE_COOL - Duration::from_millis(1)));
-        assert!(c.cooled(ms(60) + COALESCE_COOL));
-        // the cool-down outlasts several lingers: the gaps between a bulk stream's transactions
-        for mode in [CoalesceMode::LowWater, CoalesceMode::Window, CoalesceMode::Paced] {
-            assert!(mode.linger() < COALESCE_COOL);
-        }
-    }
-
-    #[test]
-    fn a_linger_keeps_coalescing_over_gaps_but_not_over_a_slowed_stream() {
-        let t0 = Instant::now();
-        let ms = |n| t0 + Duration::from_millis(n);
-        let hot_at = |t| {
-            let mut c = Coalescer { window_start: t0, mode: Some(CoalesceMode::Paced), ..Coalescer::new(true) };
-            assert!(c.hot_after_read(10_000_000, t));
-            c.on = true;
-            c
-        };
-        let linger = u64::try_from(CoalesceMode::Paced.linger().as_millis()).unwrap();
-        let fast = (COALESCE_RATE * CoalesceMode::Paced.linger().as_secs_f64()) as usize + 1;
-        let slow = 2_000;
-        // gaps (nothing queued at a linger): kept, linger after linger, until COALESCE_COOL after the last fast
-        // window
-        let mut c = hot_at(ms(3));
-        let mut t = 3;
-        while ms(t + linger) < ms(3) + COALESCE_COOL {
-            t += linger;
-            assert!(c.keep_after_linger(0, ms(t)), "{t} ms");
-        }
-        assert!(!c.keep_after_linger(0, ms(3) + COALESCE_COOL));
-        // a burst's tail, a gap, the next burst: never two slow lingers in a row
-        let mut c = hot_at(ms(100));
-        assert!(c.keep_after_linger(slow, ms(105)));
-        assert!(c.keep_after_linger(0, ms(110)));
-        assert!(c.keep_after_linger(slow, ms(115)));
-        assert!(c.keep_after_linger(fast, ms(120)));
-        assert!(c.keep_after_linger(slow, ms(125)));
-        // a stream that slowed down but flows: the second slow linger in a row stops coalescing
-        assert!(!c.keep_after_linger(slow, ms(130)));
-        // and `off` starts the count again
-        let (sock, _) = std::os::unix::net::UnixStream::pair().unwrap();
-        sock.set_nonblocking(true).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let _g = rt.enter();
-        let sock = Socket::Unix(tokio::net::UnixStream::from_std(sock).unwrap());
-        c.off(&sock);
-        assert!(!c.on);
-        assert_eq!(c.slow_lingers, 0);
-    }
-
-    /// Window mode on a loopback socket: `start` fixes the receive buffer, `pause` (the reader stops reading)
-    /// hands it back to the kernel and wakes the reader for every byte again, the next `start` fixes it again.
+    /// The read policy on a real loopback socket (the policy alone, against a fake kernel: src/proto/pacing.rs):
+    /// a fast stretch fixes the receive buffer, `pause` (the reader stops reading) hands it back to the kernel
+    /// and wakes the reader for every byte again, the next fast stretch fixes it again.
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn window_mode_lets_go_of_the_buffer_while_paused() {
@@ -1261,7 +947,12 @@ mod tests {
         let opt = crate::conn::SO_BUF_LOCK.unwrap();
         let locked = |s| sockopt(s, libc::SOL_SOCKET, opt) & 2 != 0;
         let lowat = |s| sockopt(s, libc::SOL_SOCKET, libc::SO_RCVLOWAT);
-        let mut c = Coalescer::new(true);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        // 10 MB in a read: a fast stretch
+        let burst = 10_000_000;
+        let mut c = Coalescer::new(true, &sock, t0);
+        assert_eq!(lowat(s), 1);
         // a short round trip (min_rtt, asserted in client.rs) and an unlockable buffer: paced where
         // net.core.rmem_max lets the buffer be fixed at COALESCE_PACED_BUF, else window mode
         assert!(sock.min_rtt().is_some_and(|rtt| rtt <= COALESCE_NEAR_RTT));
@@ -1269,33 +960,42 @@ mod tests {
         let mode = if rmem_max >= COALESCE_PACED_BUF { CoalesceMode::Paced } else { CoalesceMode::Window };
         let booked = |s| sockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUF);
         assert!(!locked(s));
-        c.start(&sock);
-        assert_eq!((c.mode, c.on, c.buf_fixed), (Some(mode), true, true));
+        c.on_read(burst, false, ms(3), &sock);
+        assert_eq!((c.mode(), c.coalescing(), c.buffer_fixed()), (Some(mode), true, true));
         assert!(locked(s));
         assert_eq!(booked(s), 2 * mode.buffer().unwrap());
         assert_eq!(lowat(s), mode.lowat());
-        assert_eq!(c.pace().is_some(), mode == CoalesceMode::Paced);
+        let paced = mode == CoalesceMode::Paced;
+        assert_eq!(c.read_gate(false) == ReadGate::WhenReadable, paced);
         c.pause(&sock);
-        assert!(!c.on && !c.buf_fixed);
+        assert!(!c.coalescing() && !c.buffer_fixed());
         assert!(!locked(s));
         assert_eq!(lowat(s), 1);
         // pausing twice changes nothing
         c.pause(&sock);
         assert!(!locked(s));
-        assert!(c.pace().is_none());
-        c.start(&sock);
-        assert_eq!((c.mode, c.on, c.buf_fixed), (Some(mode), true, true));
+        assert_eq!(c.read_gate(false), ReadGate::Now);
+        c.on_read(burst, false, ms(10), &sock);
+        assert_eq!((c.mode(), c.coalescing(), c.buffer_fixed()), (Some(mode), true, true));
         assert!(locked(s));
         assert_eq!(lowat(s), mode.lowat());
-        // a coalescer of the low-water mode never touches the buffer
+        // a policy of the low-water mode never touches the buffer
         let (sock, _peer) = loopback_pair().await;
         let Socket::Tcp(s) = &sock else { panic!("a TCP socket") };
-        let mut c = Coalescer { mode: Some(CoalesceMode::LowWater), ..Coalescer::new(true) };
-        c.start(&sock);
-        assert!(c.on && !c.buf_fixed && !locked(s));
+        let mut c = Coalescer::new(true, &sock, t0).with_mode(CoalesceMode::LowWater);
+        c.on_read(burst, false, ms(3), &sock);
+        assert!(c.coalescing() && !c.buffer_fixed() && !locked(s));
         assert_eq!(lowat(s), COALESCE_LOWAT);
         c.pause(&sock);
-        assert!(!c.on && !locked(s));
+        assert!(!c.coalescing() && !locked(s));
         assert_eq!(lowat(s), 1);
+        // over TLS or a Unix-domain socket only the plain-TCP check differs: a Unix socket takes no options
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let unix = Socket::Unix(tokio::net::UnixStream::from_std(a).unwrap());
+        assert!(!unix.is_plain_tcp() && sock.is_plain_tcp());
+        let mut c = Coalescer::new(true, &unix, t0);
+        c.on_read(burst, false, ms(3), &unix);
+        assert!(!c.coalescing() && c.mode().is_none());
     }
 }
