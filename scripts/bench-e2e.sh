@@ -2,7 +2,7 @@
 # End-to-end benchmark (issue 7): pgrepl against pg_recvlogical and psycopg2 on one throwaway cluster.
 #
 #   scripts/bench-e2e.sh [--rounds N] [--quick] [--cold-build] [--only drain,big,latency,footprint]
-#                        [--out FILE] [--keep]
+#                        [--out FILE] [--keep] [--base TARGET_DIR] [--contenders NAME,...]
 #
 # 1. drain: runs ../shared/bench/workload.sh once (200 x 1000-row insert transactions, 20k updates, 10k deletes:
 #    ~230k changes, ~162 MB of format-2 JSON) with one slot per contender and round, then drains every slot to
@@ -14,6 +14,11 @@
 #      pgrepl-lib       examples/drain.rs: ChangeStream, every payload decoded into typed events, every commit
 #                       acknowledged
 #      pgrepl-lib-nc    the same with StreamConfig::coalesce_reads off (--no-coalesce): what read coalescing saves
+#    --base TARGET_DIR (an A/B against another build of pgrepl: a CARGO_TARGET_DIR where `cargo build --release
+#    -p pgrepl-cli --bin pgrepl` and `cargo build --release -p pgrepl --example drain` ran, in a checkout of the
+#    "before" commit) adds base-pgrepl-raw and base-pgrepl-lib, the same drains with those binaries, to every
+#    round: before and after interleaved on one workload (and base-pgrepl-lib and base-pgrepl-raw to the latency
+#    runs). --contenders picks the drain's contenders.
 #    For each drain: wall time, user+sys CPU and peak RSS (/usr/bin/time), and the CPU of the server's
 #    walsender that fed it (the postmaster's cutime+cstime grow by exactly that when the walsender exits:
 #    autovacuum is off and nothing else connects during a drain). Medians over the rounds.
@@ -40,6 +45,8 @@ COLD=0
 KEEP=0
 ONLY="drain,big,latency,footprint"
 OUT=""
+BASE=""
+PICK=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS=$2; shift 2 ;;
@@ -48,6 +55,8 @@ while [ $# -gt 0 ]; do
         --only) ONLY=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --base) BASE=$2; shift 2 ;;
+        --contenders) PICK=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench-e2e: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -92,6 +101,11 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PGREPL=$TARGET/release/pgrepl
 DRAIN=$TARGET/release/examples/drain
 CLUSTER=$TARGET/release/examples/cluster
+if [ -n "$BASE" ]; then
+    BASE_PGREPL=$BASE/release/pgrepl
+    BASE_DRAIN=$BASE/release/examples/drain
+    for b in "$BASE_PGREPL" "$BASE_DRAIN"; do [ -x "$b" ] || { say "--base: $b not found"; exit 2; }; done
+fi
 
 WORK=$(mktemp -d /tmp/pgrepl-e2e.XXXXXX)
 chmod 755 "$WORK"
@@ -181,6 +195,10 @@ run_contender() { # NAME SLOT END
             -U postgres -d postgres -S "$slot" --start "${W2J2[@]}" -f - -E "$end" -n ;;
         pgrepl-lib) measure drain "$ROUND" "$name" "$DRAIN" "$CONN" "$slot" "$end" ;;
         pgrepl-lib-nc) measure drain "$ROUND" "$name" "$DRAIN" --no-coalesce "$CONN" "$slot" "$end" ;;
+        base-pgrepl-raw) measure drain "$ROUND" "$name" "$BASE_PGREPL" recv -v -h 127.0.0.1 -p "$PORT" \
+            -U postgres -d postgres -S "$slot" --start "${W2J2[@]}" -f - -E "$end" -n ;;
+        base-pgrepl-lib) measure drain "$ROUND" "$name" "$BASE_DRAIN" "$CONN" "$slot" "$end" ;;
+        *) say "unknown contender $name"; exit 2 ;;
     esac
 }
 
@@ -188,6 +206,8 @@ run_contender() { # NAME SLOT END
 if has drain; then
     CONTENDERS=(pg_recvlogical psycopg2 pgrepl-raw pgrepl-lib pgrepl-lib-nc)
     [ "$JSON_OK" = 1 ] && CONTENDERS+=(pgrepl-json)
+    [ -n "$BASE" ] && CONTENDERS+=(base-pgrepl-raw base-pgrepl-lib)
+    [ -n "$PICK" ] && IFS=, read -r -a CONTENDERS <<<"$PICK"
     SLOTS=()
     for r in $(seq 1 "$ROUNDS"); do for c in "${CONTENDERS[@]}"; do SLOTS+=("b_${c//-/_}_$r"); done; done
     say "workload with ${#SLOTS[@]} slots (load: $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -274,20 +294,23 @@ if has latency; then
         secs=$LAT_SECS_1K; [ "$rate" = 10000 ] && secs=$LAT_SECS_10K
         # one second of warm-up first (a fresh walsender, caches, the consumer's start): counted, not reported
         count=$((rate * (secs + 1)))
-        for c in pgrepl-lib pgrepl-lib-nc pgrepl-raw pg_recvlogical psycopg2; do
+        LAT_CONTENDERS=(pgrepl-lib pgrepl-lib-nc pgrepl-raw pg_recvlogical psycopg2)
+        [ -n "$BASE" ] && LAT_CONTENDERS+=(base-pgrepl-lib base-pgrepl-raw)
+        for c in "${LAT_CONTENDERS[@]}"; do
             slot="l_${c//-/_}_$rate"
             out="$WORK/lat_${c}_$rate.txt"
             sql "select pg_create_logical_replication_slot('$slot', 'wal2json')" >/dev/null
             prod=""
             case "$c" in
-                pgrepl-lib | pgrepl-lib-nc)
+                pgrepl-lib | pgrepl-lib-nc | base-pgrepl-lib)
                     nc=(); [ "$c" = pgrepl-lib-nc ] && nc=(--no-coalesce)
-                    "$DRAIN" "${nc[@]}" --latency "$out" --count "$count" "$CONN" "$slot" - 2>"$WORK/lat.err" &
+                    drain=$DRAIN; [ "$c" = base-pgrepl-lib ] && drain=$BASE_DRAIN
+                    "$drain" "${nc[@]}" --latency "$out" --count "$count" "$CONN" "$slot" - 2>"$WORK/lat.err" &
                     cons=$! ;;
                 psycopg2)
                     "$PYTHON" "$ROOT/benches/e2e/psycopg2_latency.py" "$slot" "$count" "$out" 2>"$WORK/lat.err" &
                     cons=$! ;;
-                pg_recvlogical | pgrepl-raw)
+                pg_recvlogical | pgrepl-raw | base-pgrepl-raw)
                     rm -f "$WORK/lat.fifo"; mkfifo "$WORK/lat.fifo"
                     # at a higher priority where allowed: measure the producer, not the stamper waiting for a CPU
                     $NICE "$PYTHON" "$ROOT/benches/e2e/stamp.py" "$count" "$out" <"$WORK/lat.fifo" 2>"$WORK/lat.err" &
@@ -296,7 +319,8 @@ if has latency; then
                         "$RECVLOGICAL" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -S "$slot" --start \
                             "${W2J2[@]}" -f - -n >"$WORK/lat.fifo" 2>/dev/null &
                     else
-                        "$PGREPL" recv -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -S "$slot" --start \
+                        pgrepl=$PGREPL; [ "$c" = base-pgrepl-raw ] && pgrepl=$BASE_PGREPL
+                        "$pgrepl" recv -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -S "$slot" --start \
                             "${W2J2[@]}" -f - -n >"$WORK/lat.fifo" 2>/dev/null &
                     fi
                     prod=$! ;;

@@ -92,7 +92,9 @@ if lat:
     out.append("|---|---:|---|---|---:|---:|---:|---:|")
     where = {"pgrepl-lib": "Begin event decoded (library)", "pgrepl-lib-nc": "same, coalesce_reads off",
              "psycopg2": "after json.loads",
-             "pg_recvlogical": "first byte of output", "pgrepl-raw": "first byte of output (pgrepl recv)"}
+             "pg_recvlogical": "first byte of output", "pgrepl-raw": "first byte of output (pgrepl recv)",
+             "base-pgrepl-lib": "Begin event decoded (library, --base build)",
+             "base-pgrepl-raw": "first byte of output (pgrepl recv, --base build)"}
     for _, rate, name, path, achieved, *warm in lat:
         skip = int(warm[0]) if warm else 0  # warm-up samples (the first second), not reported
         try:
