@@ -403,9 +403,9 @@ impl RecvSocket for Socket {
 
 /// The stream task's timers, all in one place: the status update at [`FeedbackState::next_deadline`] (also
 /// while waiting for room in the buffer), and the read policy's linger ([`Coalescer::linger_deadline`]) and pace
-/// ([`ReadGate::At`]). The status timer and the linger are set before each wait, the pace when the socket becomes
-/// readable; each only when the deadline its owner gives changed. The decisions are the owners'; this only keeps
-/// tokio's sleeps at their deadlines.
+/// ([`ReadGate::At`]). The status timer is set before each wait, the linger as soon as the policy has handled a
+/// read, the pace when the socket becomes readable; each only when the deadline its owner gives changed. The
+/// decisions are the owners'; this only keeps tokio's sleeps at their deadlines.
 ///
 /// Made once per stream and moved rather than re-created per read: registering a new timer while the runtime's
 /// timer wheel is empty makes tokio unpark its driver (a write to its eventfd), which per read was a system call
@@ -434,10 +434,9 @@ impl Timers {
         set_timer(&mut self.status, deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
     }
 
-    /// Before a wait in the read loop: the status timer, and the linger while the policy has one.
-    fn arm(&mut self, status: Option<Instant>, linger: Option<Instant>) {
-        self.arm_status(status);
-        if let Some(t) = linger {
+    /// After a read: the linger at the policy's deadline, if it has one (else it is not polled).
+    fn arm_linger(&mut self, deadline: Option<Instant>) {
+        if let Some(t) = deadline {
             set_timer(&mut self.linger, t);
         }
     }
@@ -667,8 +666,8 @@ impl<C: TxnClassifier> StreamTask<C> {
             if self.conn.read_room_shared() {
                 tokio::task::yield_now().await;
             }
+            timers.arm_status(self.state.next_deadline());
             let linger = coalesce.linger_deadline();
-            timers.arm(self.state.next_deadline(), linger);
             // What woke us, polled in this order (stop first, the socket last, so that a busy socket never
             // starves the rest). A hand-written select: tokio's `select!` needs its "macros" feature, and with it
             // five proc-macro crates in the library's dependency tree.
@@ -717,6 +716,7 @@ impl<C: TxnClassifier> StreamTask<C> {
                         return Err(server_closed());
                     }
                     coalesce.on_read(n, self.conn.read_filled, Instant::now(), &self.conn.sock);
+                    timers.arm_linger(coalesce.linger_deadline());
                 }
                 Wake::Linger => {
                     // Less than the low-water mark came within the linger time. On plain TCP, take what is there
@@ -735,6 +735,7 @@ impl<C: TxnClassifier> StreamTask<C> {
                         Err(e) => return Err(Error::io("reading replication stream", e)),
                     };
                     coalesce.on_linger(read, now, &self.conn.sock);
+                    timers.arm_linger(coalesce.linger_deadline());
                 }
                 Wake::Timer => {}
                 Wake::Woken => {
