@@ -295,7 +295,9 @@ if has latency; then
         # one second of warm-up first (a fresh walsender, caches, the consumer's start): counted, not reported
         count=$((rate * (secs + 1)))
         LAT_CONTENDERS=(pgrepl-lib pgrepl-lib-nc pgrepl-raw pg_recvlogical psycopg2)
-        [ -n "$BASE" ] && LAT_CONTENDERS+=(base-pgrepl-lib base-pgrepl-raw)
+        # each --base contender right after its counterpart: the machine changes least between the two
+        [ -n "$BASE" ] && LAT_CONTENDERS=(pgrepl-lib base-pgrepl-lib pgrepl-raw base-pgrepl-raw pgrepl-lib-nc \
+            pg_recvlogical psycopg2)
         for c in "${LAT_CONTENDERS[@]}"; do
             slot="l_${c//-/_}_$rate"
             out="$WORK/lat_${c}_$rate.txt"
