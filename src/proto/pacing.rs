@@ -519,6 +519,22 @@ mod tests {
         c
     }
 
+    /// Sans IO: this file's code (comments aside) names neither tokio nor libc nor a module of the driver.
+    #[test]
+    fn sans_io_no_runtime_no_driver() {
+        let code: String = include_str!("pacing.rs")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        // spelled so that this test's own code does not contain them
+        let mut banned = vec![["to", "kio"].concat(), ["li", "bc::"].concat()];
+        banned.extend(["conn", "client", "stream", "tls", "connect", "changes"].map(|m| format!("crate::{m}")));
+        for b in banned {
+            assert!(!code.contains(&b), "src/proto/pacing.rs uses {b}");
+        }
+    }
+
     #[test]
     fn coalescing_starts_at_the_rate_threshold() {
         let ms = clock();
