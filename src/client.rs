@@ -138,12 +138,12 @@ impl Client {
     /// sent, with an error of kind [`ErrorKind::Config`](crate::ErrorKind::Config)
     /// ([`commands::validate_slot_name`]); so are the other slot commands here and `start_replication`.
     /// A slot that already exists: [`ErrorKind::SlotExists`](crate::ErrorKind::SlotExists); `two_phase` before
-    /// PostgreSQL 14: [`ErrorKind::ServerVersionUnsupported`](crate::ErrorKind::ServerVersionUnsupported).
+    /// PostgreSQL 15: [`ErrorKind::ServerVersionUnsupported`](crate::ErrorKind::ServerVersionUnsupported).
     pub async fn create_replication_slot(&mut self, opts: &CreateSlot) -> Result<SlotInfo> {
         let ver = self.info.server_version_num().unwrap_or(150000);
         let sql = opts.to_sql(ver)?;
         if opts.two_phase {
-            self.info.require_version(140000, "a two-phase slot (TWO_PHASE)")?;
+            self.info.require_version(150000, "a two-phase slot (TWO_PHASE)")?;
         }
         let r = self.one_row(&sql).await.map_err(|e| e.in_slot_command(SlotCommand::Create))?;
         let bad = |what: &str| Error::protocol(format!("CREATE_REPLICATION_SLOT: bad {what}"));

@@ -127,10 +127,23 @@ pub struct CreateSlot {
 
 impl CreateSlot {
     /// The command for a server of `server_version_num` (15+ uses the parenthesized option list; older
-    /// servers the legacy keywords). An error of kind [`ErrorKind::Config`] for a slot name the server cannot
-    /// accept ([`validate_slot_name`]).
+    /// servers the legacy keywords, `EXPORT_SNAPSHOT`, `NOEXPORT_SNAPSHOT`, `USE_SNAPSHOT`). An error of kind
+    /// [`ErrorKind::Config`] for a slot name the server cannot accept ([`validate_slot_name`]); then, for
+    /// `two_phase` before 15, one of kind [`ErrorKind::ServerVersionUnsupported`]: replication commands take
+    /// `TWO_PHASE` from PostgreSQL 15 on (14's grammar has no such keyword, only the SQL function
+    /// `pg_create_logical_replication_slot(…, twophase)`).
     pub fn to_sql(&self, server_version_num: u32) -> Result<String> {
         validate_slot_name(&self.slot)?;
+        if self.two_phase && server_version_num < 150000 {
+            return Err(Error::new(
+                ErrorKind::ServerVersionUnsupported,
+                format!(
+                    "a two-phase slot (TWO_PHASE) needs PostgreSQL 15 or later; the server is {}.{}",
+                    server_version_num / 10000,
+                    server_version_num % 10000
+                ),
+            ));
+        }
         let mut s = format!("CREATE_REPLICATION_SLOT {}", quote_ident(&self.slot));
         if self.temporary {
             s.push_str(" TEMPORARY");
@@ -148,9 +161,6 @@ impl CreateSlot {
             }
             s.push(')');
         } else {
-            if self.two_phase {
-                s.push_str(" TWO_PHASE");
-            }
             s.push_str(match self.snapshot {
                 SnapshotAction::Export => " EXPORT_SNAPSHOT",
                 SnapshotAction::NoExport => " NOEXPORT_SNAPSHOT",
@@ -227,10 +237,21 @@ mod tests {
             c.to_sql(150004).unwrap(),
             "CREATE_REPLICATION_SLOT \"s_x\" TEMPORARY LOGICAL \"wal2\"\"json\" (SNAPSHOT 'export', TWO_PHASE)"
         );
-        assert_eq!(
-            c.to_sql(140000).unwrap(),
-            "CREATE_REPLICATION_SLOT \"s_x\" TEMPORARY LOGICAL \"wal2\"\"json\" TWO_PHASE EXPORT_SNAPSHOT"
-        );
+        // before 15: the legacy keywords, and no TWO_PHASE
+        let e = c.to_sql(140023).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ServerVersionUnsupported);
+        assert_eq!(e.to_string(), "a two-phase slot (TWO_PHASE) needs PostgreSQL 15 or later; the server is 14.23");
+        for (snapshot, keyword) in [
+            (SnapshotAction::Export, "EXPORT_SNAPSHOT"),
+            (SnapshotAction::NoExport, "NOEXPORT_SNAPSHOT"),
+            (SnapshotAction::Use, "USE_SNAPSHOT"),
+        ] {
+            let c = CreateSlot { two_phase: false, snapshot, ..c.clone() };
+            assert_eq!(
+                c.to_sql(120022).unwrap(),
+                format!("CREATE_REPLICATION_SLOT \"s_x\" TEMPORARY LOGICAL \"wal2\"\"json\" {keyword}")
+            );
+        }
         assert_eq!(drop_slot("a_b", true).unwrap(), "DROP_REPLICATION_SLOT \"a_b\" WAIT");
         assert_eq!(drop_slot("a_b", false).unwrap(), "DROP_REPLICATION_SLOT \"a_b\"");
         assert_eq!(read_slot("x").unwrap(), "READ_REPLICATION_SLOT \"x\"");
