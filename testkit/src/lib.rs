@@ -80,6 +80,11 @@ const TEMPLATE_FORMAT: &str = "1";
 const INITDB_ARGS: &[&str] = &["--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--wal-segsize=1"];
 /// The oldest and newest server majors the harness knows how to set up.
 pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
+/// The one server major wal2json is packaged for here (Debian's `postgresql-15-wal2json`; `scripts/pg-build.sh`
+/// copies its library into npm's 15 build). The wal2json suites run on it and never skip there.
+pub const WAL2JSON_MAJOR: u32 = 15;
+/// What a wal2json suite prints (on standard error, past libtest's capture) when the server has no wal2json.
+pub const WAL2JSON_SKIP: &str = "skipped: wal2json is packaged for PostgreSQL 15 only";
 /// How many ports are tried when the server cannot bind the one picked.
 const PORT_ATTEMPTS: usize = 5;
 /// `pg_ctl -t`: seconds to wait for a start or stop.
@@ -238,6 +243,24 @@ impl TempCluster {
     /// The server's version as `postgres --version` prints it (`15.18`, `18.4`).
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// Whether this server has wal2json: always on [`WAL2JSON_MAJOR`] (where a missing library is a failure of
+    /// whatever uses it, never a reason to skip), elsewhere only when its library is installed beside the server's
+    /// own modules ([`has_plugin_library`]).
+    pub fn has_wal2json(&self) -> bool {
+        self.major == WAL2JSON_MAJOR || has_plugin_library(&self.bin_dir, "wal2json")
+    }
+
+    /// The output plugin for tests whose subject is not the plugin (slot commands, authentication, streaming
+    /// mechanics, faults): wal2json where the server has it ([`has_wal2json`](Self::has_wal2json): Debian's 15
+    /// runs them as it always did), else test_decoding, which every server ships.
+    pub fn test_plugin(&self) -> &'static str {
+        if self.has_wal2json() {
+            "wal2json"
+        } else {
+            "test_decoding"
+        }
     }
 
     /// The TCP port (also the number in the Unix socket's name).
@@ -613,6 +636,51 @@ impl Drop for TempCluster {
         }
         let _ = fs::remove_dir_all(&self.root);
     }
+}
+
+/// The server binaries the harness uses when [`ClusterOptions::bin_dir`] is not set: `$PG_BIN_DIR`, else
+/// `/usr/lib/postgresql/15/bin`, else `pg_config --bindir`.
+pub fn default_bin_dir() -> io::Result<PathBuf> {
+    resolve_bin_dir(None)
+}
+
+/// Whether output plugin `name`'s shared library is installed beside the modules of the server in `bin_dir`:
+/// `<bin_dir>/../lib/postgresql/<name>.so` (upstream's layout, npm's builds) or `<bin_dir>/../lib/<name>.so`
+/// (Debian's).
+pub fn has_plugin_library(bin_dir: &Path, name: &str) -> bool {
+    let Some(prefix) = bin_dir.parent() else { return false };
+    let file = format!("{name}.so");
+    [prefix.join("lib").join("postgresql").join(&file), prefix.join("lib").join(&file)].iter().any(|p| p.is_file())
+}
+
+/// Whether a suite about wal2json runs against the default server ([`default_bin_dir`]): yes on
+/// [`WAL2JSON_MAJOR`] (never skipped there: a missing wal2json fails the suite) and wherever the library is
+/// installed; otherwise it prints one line, `<test>: skipped: wal2json is packaged for PostgreSQL 15 only
+/// (server 12.22)`, and the caller returns. When the server cannot be found the answer is yes, so that the
+/// suite fails on that.
+///
+/// ```no_run
+/// if !pgrepl_testkit::wal2json_suite() {
+///     return;
+/// }
+/// ```
+pub fn wal2json_suite() -> bool {
+    let Ok(bin_dir) = default_bin_dir() else { return true };
+    match server_version(&bin_dir) {
+        Ok((major, version)) if major != WAL2JSON_MAJOR && !has_plugin_library(&bin_dir, "wal2json") => {
+            skip(&format!("{WAL2JSON_SKIP} (server {version})"));
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Prints `<test name>: <reason>` on standard error, bypassing libtest's output capture (which only takes
+/// `print!`/`eprint!`), so that every run shows which tests skipped (`scripts/matrix.sh` counts these lines).
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("test");
+    let _ = writeln!(io::stderr(), "{test}: {reason}");
 }
 
 /// The major version and version number of the server in `bin_dir` (`postgres --version`: "postgres (PostgreSQL)
