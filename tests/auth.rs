@@ -1,5 +1,8 @@
-//! Authentication, server errors, notices and slot commands against a real PostgreSQL 15 (the throwaway cluster of
-//! `pgrepl_testkit`, one per test binary, stopped at exit).
+//! Authentication, server errors, notices and slot commands against a real PostgreSQL (the throwaway cluster of
+//! `pgrepl_testkit`, one per test binary, stopped at exit; any major 12-18 with `PG_BIN_DIR`). Slots use the
+//! plugin of `tests/common/plugins.rs`: wal2json where the server has it (Debian's 15), else test_decoding.
+//! What differs by server release is asserted per release: READ_REPLICATION_SLOT (15+), the server version
+//! in every test that states one, password_encryption's default (SCRAM from 14, MD5 before).
 // Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
 // (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
 #![allow(
@@ -12,6 +15,8 @@
 )]
 
 mod common;
+#[path = "common/plugins.rs"]
+mod plugins;
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -24,6 +29,7 @@ use pgrepl::{Error, ErrorKind};
 use pgrepl_testkit::USERS;
 
 use common::{cluster, notice_collector};
+use plugins::Plugin;
 
 /// Conninfo for `user` over TCP or the socket, with `password` (when not empty) and `extra`.
 fn conninfo(tcp: bool, user: &str, password: &str, db: &str, extra: &str) -> String {
@@ -79,7 +85,8 @@ async fn every_method_over_tcp_and_socket_plain_and_replication() {
             let mut c = connect(tcp, user, password, "postgres", "").await.unwrap_or_else(|e| panic!("{how}: {e}"));
             assert_eq!(query_one(&mut c, "SELECT current_user").await.as_deref(), Some(user), "{how}");
             let version = c.session().server_version_num().unwrap();
-            assert!((150000..160000).contains(&version), "{how}: {version}");
+            let major = cluster().major();
+            assert!((major * 10000..(major + 1) * 10000).contains(&version), "{how}: {version}, major {major}");
             assert!(c.session().process_id.is_some(), "{how}: no BackendKeyData");
             c.close().await.unwrap();
 
@@ -102,6 +109,60 @@ async fn physical_replication_connection_identifies_without_database() {
     let sys = r.identify_system().await.unwrap();
     assert_eq!(sys.dbname, None);
     r.close().await.unwrap();
+}
+
+/// The harness sets `password_encryption = 'scram-sha-256'` for every role it makes; a server left alone hashes
+/// new passwords with its own default: SCRAM-SHA-256 from PostgreSQL 14, MD5 before. On a cluster whose
+/// postgresql.conf no longer sets it, a role created without saying how is stored that way, and pgrepl logs in
+/// as it through an `md5` pg_hba line — with MD5 on 12-13, with SCRAM on 14+ (an `md5` line lets a SCRAM
+/// verifier authenticate with SCRAM), which `require_auth` proves.
+#[tokio::test]
+async fn password_encryption_default_by_server_version() {
+    let c = pgrepl_testkit::TempCluster::start(Default::default()).unwrap();
+    let conf_path = c.data_dir().join("postgresql.conf");
+    let conf = std::fs::read_to_string(&conf_path).unwrap();
+    let harness_line = "password_encryption = 'scram-sha-256'\n";
+    assert!(conf.contains(harness_line), "the harness's setting moved: update this test");
+    std::fs::write(&conf_path, conf.replace(harness_line, "")).unwrap();
+    let hba_path = c.data_dir().join("pg_hba.conf");
+    let hba = std::fs::read_to_string(&hba_path).unwrap();
+    std::fs::write(&hba_path, format!("host all u_default 127.0.0.1/32 md5\n{hba}")).unwrap();
+    c.stop().unwrap();
+    c.start_again().unwrap();
+
+    let (default, hash, method) = if c.major() >= 14 {
+        ("scram-sha-256", "SCRAM-SHA-256$", "scram-sha-256")
+    } else {
+        ("md5", "md5", "md5")
+    };
+    assert_eq!(c.psql("postgres", "SHOW password_encryption").unwrap(), default, "PostgreSQL {}", c.version());
+    let boot = c.psql("postgres", "SELECT boot_val FROM pg_settings WHERE name = 'password_encryption'").unwrap();
+    assert_eq!(boot, default, "the compiled-in default of PostgreSQL {}", c.version());
+    c.psql("postgres", "CREATE ROLE u_default LOGIN REPLICATION PASSWORD 'pw_default'").unwrap();
+    let stored = c.psql("postgres", "SELECT rolpassword FROM pg_authid WHERE rolname = 'u_default'").unwrap();
+    assert!(stored.starts_with(hash), "PostgreSQL {}: stored {stored:?}", c.version());
+
+    let conninfo = |extra: &str| {
+        format!("{} password=pw_default connect_timeout=10 {extra}", c.conninfo("u_default", "postgres"))
+    };
+    for extra in [format!("require_auth={method}"), format!("require_auth={method} replication=database")] {
+        let cfg = Config::parse(&conninfo(&extra)).unwrap();
+        let mut client = Client::connect(&cfg).await.unwrap_or_else(|e| panic!("PostgreSQL {}, {extra}: {e}", c.version()));
+        if extra.contains("replication") {
+            client.identify_system().await.unwrap();
+        } else {
+            assert_eq!(query_one(&mut client, "SELECT current_user").await.as_deref(), Some("u_default"));
+        }
+        client.close().await.unwrap();
+    }
+    // the other method is not what the server asked for
+    let other = if method == "md5" { "scram-sha-256" } else { "md5" };
+    let e = Client::connect(&Config::parse(&conninfo(&format!("require_auth={other}"))).unwrap()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "PostgreSQL {}: {e}", c.version());
+    // and a wrong password is the server's refusal
+    let wrong = format!("{} password=wrong connect_timeout=10", c.conninfo("u_default", "postgres"));
+    let e = Client::connect(&Config::parse(&wrong).unwrap()).await.unwrap_err();
+    assert_eq!(e.code(), Some("28P01"), "{e}");
 }
 
 // ---- server-reported errors ----
@@ -323,8 +384,23 @@ async fn notice_reaches_the_handler() {
 
 // ---- slot commands ----
 
+/// The plugin the slots of this suite use.
+fn plugin() -> Plugin {
+    Plugin::of(&cluster())
+}
+
 fn logical(slot: &str, temporary: bool, snapshot: SnapshotAction) -> CreateSlot {
-    CreateSlot { slot: slot.into(), plugin: "wal2json".into(), temporary, snapshot, two_phase: false }
+    CreateSlot { slot: slot.into(), plugin: plugin().name().into(), temporary, snapshot, two_phase: false }
+}
+
+/// Servers before 15 have no READ_REPLICATION_SLOT: pgrepl refuses it with the server's version and sends nothing.
+fn assert_read_slot_unsupported(e: &Error, version: &str) {
+    assert_eq!(e.kind(), ErrorKind::ServerVersionUnsupported, "{e}");
+    assert_eq!(e.code(), None, "pgrepl's own error, nothing sent: {e}");
+    assert!(!e.is_retryable(), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("READ_REPLICATION_SLOT") && msg.contains("PostgreSQL 15"), "{msg}");
+    assert!(msg.contains(version), "the error names the server's version {version}: {msg}");
 }
 
 /// Names the server can never accept as a slot name (`[a-z0-9_]`, 1 to 63 bytes; ReplicationSlotValidateName).
@@ -405,8 +481,17 @@ async fn invalid_slot_names_are_refused_before_anything_is_sent() {
         assert_invalid_slot_name(name, "START_REPLICATION", &e);
     }
     // the connection is still fine, and the log shows that it is the first replication command received
-    assert_eq!(c.read_replication_slot("marker_after_invalid_names").await.unwrap(), None);
-    assert_eq!(received_replication_commands(&cluster), ["READ_REPLICATION_SLOT \"marker_after_invalid_names\""]);
+    // (READ_REPLICATION_SLOT on 15+; before, pgrepl refuses it without sending it, and DROP is the marker)
+    if cluster.major() >= 15 {
+        assert_eq!(c.read_replication_slot("marker_after_invalid_names").await.unwrap(), None);
+        assert_eq!(received_replication_commands(&cluster), ["READ_REPLICATION_SLOT \"marker_after_invalid_names\""]);
+    } else {
+        let e = c.read_replication_slot("marker_after_invalid_names").await.unwrap_err();
+        assert_read_slot_unsupported(&e, cluster.version());
+        let e = c.drop_replication_slot("marker_after_invalid_names", false).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SlotMissing, "{e}");
+        assert_eq!(received_replication_commands(&cluster), ["DROP_REPLICATION_SLOT \"marker_after_invalid_names\""]);
+    }
     assert_eq!(cluster.psql("postgres", "SELECT count(*) FROM pg_replication_slots").unwrap(), "0");
     c.close().await.unwrap();
 }
@@ -416,6 +501,7 @@ async fn invalid_slot_names_are_refused_before_anything_is_sent() {
 #[tokio::test]
 async fn valid_slot_names_are_quoted_and_work() {
     let mut c = replication_client().await;
+    let (major, version) = (cluster().major(), cluster().version().to_string());
     let longest = "q".repeat(pgrepl::proto::commands::MAX_SLOT_NAME_LEN);
     for name in ["logical", "temporary", "wait", "slot", "export_snapshot", "0digit_first", "_", longest.as_str()] {
         for temporary in [true, false] {
@@ -431,11 +517,15 @@ async fn valid_slot_names_are_quoted_and_work() {
                 Some("logical"),
                 "{name:?}"
             );
-            if !temporary {
+            if !temporary && major >= 15 {
                 // READ_REPLICATION_SLOT finds it, and refuses it: it is logical, the command is for physical
                 // slots (any error in a walsender drops its temporary slots, hence only here)
                 let e = c.read_replication_slot(name).await.unwrap_err();
                 assert_eq!(e.code(), Some("0A000"), "{name:?}: {e}");
+            }
+            if major < 15 {
+                // nothing is sent, so even the temporary slot survives the refusal
+                assert_read_slot_unsupported(&c.read_replication_slot(name).await.unwrap_err(), &version);
             }
             c.drop_replication_slot(name, false).await.unwrap_or_else(|e| panic!("{name:?}: {e}"));
         }
@@ -443,7 +533,11 @@ async fn valid_slot_names_are_quoted_and_work() {
         let e = c.drop_replication_slot(name, true).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::SlotMissing, "{name:?}: {e}");
         assert_eq!(e.code(), Some("42704"), "{name:?}: {e}");
-        assert_eq!(c.read_replication_slot(name).await.unwrap(), None, "{name:?}");
+        if major >= 15 {
+            assert_eq!(c.read_replication_slot(name).await.unwrap(), None, "{name:?}");
+        } else {
+            assert_read_slot_unsupported(&c.read_replication_slot(name).await.unwrap_err(), &version);
+        }
     }
     // a plugin name that needs quoting is sent quoted: the server takes the whole of it as the library's name.
     // Which error it gives depends on the release (15.18: no such file, 58P01; 15.19+: not in
@@ -468,7 +562,7 @@ async fn slot_lifecycle() {
     let t = c.create_replication_slot(&logical("auth_tmp_export", true, SnapshotAction::Export)).await.unwrap();
     assert_eq!(t.slot_name, "auth_tmp_export");
     assert!(!t.consistent_point.is_invalid());
-    assert_eq!(t.output_plugin.as_deref(), Some("wal2json"));
+    assert_eq!(t.output_plugin.as_deref(), Some(plugin().name()));
     let snapshot = t.snapshot_name.clone().filter(|s| !s.is_empty()).expect("an exported snapshot");
     let mut plain = connect(true, "u_scram", "pw_scram", "postgres", "").await.unwrap();
     let r = plain
@@ -503,11 +597,19 @@ async fn slot_lifecycle() {
     }
     other.close().await.unwrap();
 
-    // READ_REPLICATION_SLOT: a logical slot is refused by the server; a missing one is None
-    let e = c.read_replication_slot("auth_perm").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Db, "{e}");
-    assert_eq!(e.code(), Some("0A000"), "{e}");
-    assert_eq!(c.read_replication_slot("auth_no_such_slot").await.unwrap(), None);
+    // READ_REPLICATION_SLOT (15+): a logical slot is refused by the server; a missing one is None
+    if cluster().major() >= 15 {
+        let e = c.read_replication_slot("auth_perm").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+        assert_eq!(e.code(), Some("0A000"), "{e}");
+        assert_eq!(c.read_replication_slot("auth_no_such_slot").await.unwrap(), None);
+    } else {
+        let e = c.read_replication_slot("auth_perm").await.unwrap_err();
+        assert_read_slot_unsupported(&e, cluster().version());
+        // an error the server reports, to see what it does to the temporary slot below
+        let e = c.simple_query("SELECT * FROM auth_no_such_table").await.unwrap_err();
+        assert_eq!(e.code(), Some("42P01"), "{e}");
+    }
 
     // Server behaviour worth knowing: an ERROR on a walsender connection drops that session's temporary slots.
     let left = c.simple_query("select count(*) from pg_replication_slots where slot_name = 'auth_tmp_export'").await;
@@ -545,12 +647,12 @@ async fn an_active_slot_is_slot_active_and_retryable() {
     let mut c = replication_client().await;
     c.create_replication_slot(&logical("auth_active", false, SnapshotAction::NoExport)).await.unwrap();
     let held = c
-        .start_replication("auth_active", &pgrepl::plugin::Wal2json, pgrepl::Lsn(0), &[], Default::default())
+        .start_replication("auth_active", plugin().rules(), pgrepl::Lsn(0), &[], Default::default())
         .await
         .unwrap();
     let other = replication_client().await;
     let Err(e) = other
-        .start_replication("auth_active", &pgrepl::plugin::Wal2json, pgrepl::Lsn(0), &[], Default::default())
+        .start_replication("auth_active", plugin().rules(), pgrepl::Lsn(0), &[], Default::default())
         .await
     else {
         panic!("START_REPLICATION of a slot in use started")
@@ -567,7 +669,7 @@ async fn an_active_slot_is_slot_active_and_retryable() {
     other.drop_replication_slot("auth_active", true).await.unwrap();
     // and a missing one is SlotMissing, not retried
     let Err(e) = other
-        .start_replication("auth_active", &pgrepl::plugin::Wal2json, pgrepl::Lsn(0), &[], Default::default())
+        .start_replication("auth_active", plugin().rules(), pgrepl::Lsn(0), &[], Default::default())
         .await
     else {
         panic!("START_REPLICATION of a dropped slot started")
@@ -577,10 +679,20 @@ async fn an_active_slot_is_slot_active_and_retryable() {
     assert!(!e.is_retryable(), "{e}");
 }
 
+/// READ_REPLICATION_SLOT (PostgreSQL 15+) reads a physical slot; before 15 pgrepl refuses it with the server's
+/// version (ServerVersionUnsupported), sends nothing, and the connection stays usable.
 #[tokio::test]
 async fn read_replication_slot_on_a_physical_slot() {
     let mut c = replication_client().await;
     query_one(&mut c, "SELECT pg_create_physical_replication_slot('auth_phys', true)").await;
+    if cluster().major() < 15 {
+        let e = c.read_replication_slot("auth_phys").await.unwrap_err();
+        assert_read_slot_unsupported(&e, cluster().version());
+        c.identify_system().await.unwrap();
+        c.drop_replication_slot("auth_phys", false).await.unwrap();
+        c.close().await.unwrap();
+        return;
+    }
     let s = c.read_replication_slot("auth_phys").await.unwrap().expect("the slot exists");
     assert_eq!(s.slot_type, "physical");
     assert!(s.restart_lsn.is_some_and(|l| !l.is_invalid()), "{s:?}");
