@@ -202,7 +202,7 @@ impl Plan {
             Ok(s) => s,
             Err(e) => {
                 self.handshake_failed = true;
-                return Err(handshake_error(e, endpoint));
+                return Err(handshake_error(e, endpoint, direct));
             }
         };
         self.used_tls = true;
@@ -304,8 +304,19 @@ fn check_session(stream: &TlsStream<TcpStream>, direct: bool, endpoint: &str) ->
     Ok(TlsInfo { server_end_point_hash: hash })
 }
 
-fn handshake_error(e: std::io::Error, endpoint: &str) -> Error {
+fn handshake_error(e: std::io::Error, endpoint: &str, direct: bool) -> Error {
     let what = format!("TLS handshake with {endpoint} failed");
+    if direct && matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset) {
+        // A server before PostgreSQL 17 reads the ClientHello as a startup packet of impossible length and hangs
+        // up without a word. A setting error, not a transient one: kind Tls, never retried (libpq fails too).
+        return Error::new(
+            ErrorKind::Tls,
+            format!(
+                "{what}: the server closed the connection ({e}); sslnegotiation=direct needs PostgreSQL 17 or \
+                 later, older servers expect SSLRequest first (sslnegotiation=postgres)"
+            ),
+        );
+    }
     match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
         Some(tls) => Error::new(ErrorKind::Tls, format!("{what}: {tls}")),
         None => Error::io(what, e),
@@ -716,7 +727,12 @@ mod tests {
         assert_eq!(got[1], 0x03);
         assert_ne!(&got[..8], SSL_REQUEST);
         assert!(got.windows(ALPN_POSTGRESQL.len()).any(|w| w == ALPN_POSTGRESQL), "ALPN offered");
-        assert!(r.is_err(), "the listener is no TLS server");
+        // the listener is no TLS server: it hangs up on the ClientHello, as every server before PostgreSQL 17
+        // does, which is a setting error naming what direct TLS needs, not a retryable I/O error
+        let Err(e) = r else { panic!("a TLS session with a listener that hung up") };
+        assert_eq!(e.kind(), ErrorKind::Tls, "{e:?}");
+        assert!(!e.is_retryable(), "{e}");
+        assert!(e.to_string().contains("sslnegotiation=direct needs PostgreSQL 17 or later"), "{e}");
     }
 
     #[tokio::test]
