@@ -24,6 +24,10 @@ use pgrepl::stream::StreamConfig;
 use pgrepl::Lsn;
 use pgrepl_testkit::{ClusterOptions, TempCluster};
 
+#[path = "common/plugins.rs"]
+mod plugins;
+use plugins::Plugin;
+
 struct Counting;
 
 const LARGE: usize = 64 * 1024;
@@ -62,13 +66,14 @@ fn large_allocs() -> usize {
 #[tokio::test(flavor = "current_thread")]
 async fn a_bulk_stream_reuses_its_read_buffer() {
     let c = TempCluster::start(ClusterOptions::default()).expect("start cluster");
+    let p = Plugin::of(&c);
     c.psql("postgres", "CREATE TABLE bulk(id int PRIMARY KEY, pad text)").unwrap();
     let cfg = Config::parse(&format!("{} replication=database", c.conninfo(c.superuser(), "postgres"))).unwrap();
     let mut client = Client::connect(&cfg).await.expect("connect");
     client
         .create_replication_slot(&CreateSlot {
             slot: "bulk".into(),
-            plugin: "wal2json".into(),
+            plugin: p.name().into(),
             temporary: false,
             snapshot: SnapshotAction::NoExport,
             two_phase: false,
@@ -87,9 +92,8 @@ async fn a_bulk_stream_reuses_its_read_buffer() {
         )
         .unwrap();
     }
-    let options = vec![("format-version".to_string(), Some("2".to_string()))];
     let mut stream = client
-        .start_replication("bulk", &pgrepl::plugin::Wal2json, Lsn::INVALID, &options, StreamConfig::default())
+        .start_replication("bulk", p.rules(), Lsn::INVALID, &p.options(), StreamConfig::default())
         .await
         .unwrap();
     let before = large_allocs();
@@ -101,9 +105,9 @@ async fn a_bulk_stream_reuses_its_read_buffer() {
             .unwrap()
             .expect("stream ended");
         bytes += m.data.len();
-        match m.data.get(11) {
-            Some(b'I') => inserts += 1,
-            Some(b'C') => {
+        match p.action(&m.data) {
+            b'I' => inserts += 1,
+            b'C' => {
                 commits += 1;
                 stream.ack(m.wal_end);
             }

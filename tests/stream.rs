@@ -1,5 +1,6 @@
-//! Streaming against a real PostgreSQL 15 + wal2json: full delivery, exact confirmed_flush, a stalled consumer
-//! keeps its connection, idle slots advance, the end position never cuts a transaction.
+//! Streaming against a real PostgreSQL: full delivery, exact confirmed_flush, a stalled consumer keeps its
+//! connection, idle slots advance, the end position never cuts a transaction. On the plugin of
+//! `tests/common/plugins.rs`: wal2json (format 2) on Debian's 15, test_decoding on the other majors.
 // Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
 // (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
 #![allow(
@@ -21,6 +22,10 @@ use pgrepl::stream::{ReplicationStream, StreamConfig};
 use pgrepl::Lsn;
 use pgrepl_testkit::{ClusterOptions, TempCluster};
 
+#[path = "common/plugins.rs"]
+mod plugins;
+use plugins::Plugin;
+
 fn cluster(wal_sender_timeout: Duration) -> TempCluster {
     TempCluster::start(ClusterOptions { wal_sender_timeout, ..Default::default() }).expect("start cluster")
 }
@@ -30,11 +35,11 @@ async fn repl_client(c: &TempCluster, db: &str) -> Client {
     Client::connect(&cfg).await.expect("connect")
 }
 
-async fn create_slot(client: &mut Client, slot: &str) -> Lsn {
+async fn create_slot(client: &mut Client, p: Plugin, slot: &str) -> Lsn {
     client
         .create_replication_slot(&CreateSlot {
             slot: slot.into(),
-            plugin: "wal2json".into(),
+            plugin: p.name().into(),
             temporary: false,
             snapshot: SnapshotAction::NoExport,
             two_phase: false,
@@ -44,19 +49,10 @@ async fn create_slot(client: &mut Client, slot: &str) -> Lsn {
         .consistent_point
 }
 
-fn v2() -> Vec<(String, Option<String>)> {
-    vec![("format-version".into(), Some("2".into())), ("include-xids".into(), Some("1".into()))]
-}
-
 fn slot_lsn(c: &TempCluster, slot: &str, column: &str) -> Lsn {
     let s =
         c.psql("postgres", &format!("SELECT {column} FROM pg_replication_slots WHERE slot_name = '{slot}'")).unwrap();
     Lsn::parse(s.trim()).unwrap_or_else(|_| panic!("{column} of {slot}: {s:?}"))
-}
-
-fn action(payload: &[u8]) -> u8 {
-    // {"action":"X"
-    payload.get(11).copied().unwrap_or(0)
 }
 
 async fn next_message(s: &mut ReplicationStream) -> XLogData {
@@ -64,10 +60,10 @@ async fn next_message(s: &mut ReplicationStream) -> XLogData {
 }
 
 /// The actions of the messages read up to and including the next commit.
-async fn actions_through_commit(s: &mut ReplicationStream) -> Vec<u8> {
+async fn actions_through_commit(s: &mut ReplicationStream, p: Plugin) -> Vec<u8> {
     let mut seen = vec![];
     loop {
-        let a = action(&next_message(s).await.data);
+        let a = p.action(&next_message(s).await.data);
         seen.push(a);
         if a == b'C' {
             return seen;
@@ -78,9 +74,10 @@ async fn actions_through_commit(s: &mut ReplicationStream) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     let c = cluster(Duration::from_secs(10));
+    let p = Plugin::of(&c);
     c.psql("postgres", "CREATE TABLE t(id int PRIMARY KEY, v text)").unwrap();
     let mut client = repl_client(&c, "postgres").await;
-    create_slot(&mut client, "full").await;
+    create_slot(&mut client, p, "full").await;
     c.psql(
         "postgres",
         "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 500) g;
@@ -91,14 +88,14 @@ async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     .unwrap();
     let cfg = StreamConfig { idle_advance: false, ..Default::default() };
     let mut stream =
-        client.start_replication("full", &pgrepl::plugin::Wal2json, Lsn::INVALID, &v2(), cfg).await.unwrap();
+        client.start_replication("full", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let (mut ins, mut upd, mut del, mut commits) = (0, 0, 0, 0);
     let mut acked = Lsn::INVALID;
     let deadline = Instant::now() + Duration::from_secs(60);
     while ins < 501 || commits < 4 {
         assert!(Instant::now() < deadline, "timed out: {ins} {upd} {del} {commits}");
         let m = next_message(&mut stream).await;
-        match action(&m.data) {
+        match p.action(&m.data) {
             b'I' => ins += 1,
             b'U' => upd += 1,
             b'D' => del += 1,
@@ -122,10 +119,10 @@ async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     // Resuming from the slot replays only the unacknowledged fourth transaction.
     let client = repl_client(&c, "postgres").await;
     let mut stream = client
-        .start_replication("full", &pgrepl::plugin::Wal2json, Lsn::INVALID, &v2(), StreamConfig::default())
+        .start_replication("full", p.rules(), Lsn::INVALID, &p.options(), StreamConfig::default())
         .await
         .unwrap();
-    assert_eq!(actions_through_commit(&mut stream).await, b"BIC");
+    assert_eq!(actions_through_commit(&mut stream, p).await, b"BIC");
     stream.stop().await.unwrap().close().await.unwrap();
 }
 
@@ -147,23 +144,24 @@ fn assert_no_replication_timeout(c: &TempCluster) {
 async fn a_stalled_consumer_keeps_its_connection() {
     // wal_sender_timeout 2 s; the consumer stalls for 5 s with a one-message buffer, so the socket is not read.
     let c = cluster(Duration::from_secs(2));
+    let p = Plugin::of(&c);
     c.psql("postgres", "CREATE TABLE s(id int PRIMARY KEY, pad text)").unwrap();
     let mut client = repl_client(&c, "postgres").await;
-    create_slot(&mut client, "stall").await;
+    create_slot(&mut client, p, "stall").await;
     c.psql("postgres", "INSERT INTO s SELECT g, repeat('x', 2000) FROM generate_series(1, 3000) g").unwrap();
     let cfg = StreamConfig { buffer_messages: 1, ..Default::default() };
     let mut stream =
-        client.start_replication("stall", &pgrepl::plugin::Wal2json, Lsn::INVALID, &v2(), cfg).await.unwrap();
+        client.start_replication("stall", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let first = stream.next().await.unwrap().unwrap();
-    assert_eq!(action(&first.data), b'B');
+    assert_eq!(p.action(&first.data), b'B');
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut n = 0;
     loop {
         let m = next_after_stall(&mut stream).await;
-        if action(&m.data) == b'I' {
+        if p.action(&m.data) == b'I' {
             n += 1;
         }
-        if action(&m.data) == b'C' {
+        if p.action(&m.data) == b'C' {
             stream.ack(m.wal_start);
             break;
         }
@@ -181,16 +179,17 @@ async fn a_consumer_stalled_after_a_fast_stretch_keeps_its_connection() {
     // included, once the queued small segments' overhead passes the buffer, and the status updates sent during
     // the stall never get through.
     let c = cluster(Duration::from_secs(2));
+    let p = Plugin::of(&c);
     c.psql("postgres", "CREATE TABLE bulk(id int PRIMARY KEY, pad text); CREATE TABLE small(id int, pad text)")
         .unwrap();
     let mut client = repl_client(&c, "postgres").await;
-    create_slot(&mut client, "stall").await;
+    create_slot(&mut client, p, "stall").await;
     c.psql("postgres", "INSERT INTO bulk SELECT g, repeat('x', 100) FROM generate_series(1, 100000) g").unwrap();
     let cfg = StreamConfig { buffer_messages: 256, ..Default::default() };
     let mut stream =
-        client.start_replication("stall", &pgrepl::plugin::Wal2json, Lsn::INVALID, &v2(), cfg).await.unwrap();
+        client.start_replication("stall", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let mut bulk = 0;
-    while action(&next_message(&mut stream).await.data) != b'C' {
+    while p.action(&next_message(&mut stream).await.data) != b'C' {
         bulk += 1;
     }
     assert_eq!(bulk, 100_001);
@@ -209,7 +208,7 @@ async fn a_consumer_stalled_after_a_fast_stretch_keeps_its_connection() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut small = 0;
     while small < SMALL {
-        if action(&next_after_stall(&mut stream).await.data) == b'I' {
+        if p.action(&next_after_stall(&mut stream).await.data) == b'I' {
             small += 1;
         }
     }
@@ -221,11 +220,12 @@ async fn a_consumer_stalled_after_a_fast_stretch_keeps_its_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_slot_advances_while_another_database_writes() {
     let c = cluster(Duration::from_secs(4));
+    let p = Plugin::of(&c);
     c.psql("other", "CREATE TABLE busy(id serial PRIMARY KEY, v text)").unwrap();
     let mut client = repl_client(&c, "postgres").await;
-    let start = create_slot(&mut client, "idle").await;
+    let start = create_slot(&mut client, p, "idle").await;
     let mut stream = client
-        .start_replication("idle", &pgrepl::plugin::Wal2json, Lsn::INVALID, &v2(), StreamConfig::default())
+        .start_replication("idle", p.rules(), Lsn::INVALID, &p.options(), StreamConfig::default())
         .await
         .unwrap();
     // writes only in database "other": nothing for this slot
@@ -252,7 +252,7 @@ async fn an_idle_slot_advances_while_another_database_writes() {
     let client = repl_client(&c, "postgres").await;
     let before = slot_lsn(&c, "idle", "confirmed_flush_lsn");
     let cfg = StreamConfig { idle_advance: false, ..Default::default() };
-    let stream = client.start_replication("idle", &pgrepl::plugin::Wal2json, Lsn::INVALID, &v2(), cfg).await.unwrap();
+    let stream = client.start_replication("idle", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     for _ in 0..5 {
         c.psql("other", "INSERT INTO busy(v) SELECT 'x' FROM generate_series(1, 200)").unwrap();
     }
@@ -272,9 +272,10 @@ async fn an_idle_slot_advances_while_another_database_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_position_inside_a_transaction_delivers_all_of_it() {
     let c = cluster(Duration::from_secs(10));
+    let p = Plugin::of(&c);
     c.psql("postgres", "CREATE TABLE big(id int PRIMARY KEY)").unwrap();
     let mut client = repl_client(&c, "postgres").await;
-    create_slot(&mut client, "endpos").await;
+    create_slot(&mut client, p, "endpos").await;
     // a small transaction, then a 10k-row one with the end position taken in its middle, then one more
     c.psql("postgres", "INSERT INTO big VALUES (0)").unwrap();
     let mid = c
@@ -288,11 +289,11 @@ async fn end_position_inside_a_transaction_delivers_all_of_it() {
     c.psql("postgres", "INSERT INTO big VALUES (10001)").unwrap();
     let cfg = StreamConfig { end: Some(mid), ..Default::default() };
     let mut stream =
-        client.start_replication("endpos", &pgrepl::plugin::Wal2json, Lsn::INVALID, &v2(), cfg).await.unwrap();
+        client.start_replication("endpos", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let mut inserts = 0;
     let mut commits = 0;
     while let Some(m) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap() {
-        match action(&m.data) {
+        match p.action(&m.data) {
             b'I' => inserts += 1,
             b'C' => commits += 1,
             _ => {}
@@ -308,17 +309,18 @@ async fn end_position_inside_a_transaction_delivers_all_of_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_transaction_after_a_bulk_one_still_arrives() {
     let c = cluster(Duration::from_secs(60));
+    let p = Plugin::of(&c);
     c.psql("postgres", "CREATE TABLE bulk(id int PRIMARY KEY, v text)").unwrap();
     let mut client = repl_client(&c, "postgres").await;
-    create_slot(&mut client, "bulk").await;
+    create_slot(&mut client, p, "bulk").await;
     c.psql("postgres", "INSERT INTO bulk SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g").unwrap();
     let cfg = StreamConfig { idle_advance: false, ..Default::default() };
     let mut stream =
-        client.start_replication("bulk", &pgrepl::plugin::Wal2json, Lsn::INVALID, &v2(), cfg).await.unwrap();
+        client.start_replication("bulk", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let mut inserts = 0;
     loop {
         let m = next_message(&mut stream).await;
-        match action(&m.data) {
+        match p.action(&m.data) {
             b'I' => inserts += 1,
             b'C' => break,
             _ => {}
@@ -327,7 +329,7 @@ async fn a_small_transaction_after_a_bulk_one_still_arrives() {
     assert_eq!(inserts, 200000);
     // the bulk transaction was read; now a single row, well under any low-water mark
     c.psql("postgres", "INSERT INTO bulk VALUES (0, 'last')").unwrap();
-    assert_eq!(actions_through_commit(&mut stream).await, b"BIC");
+    assert_eq!(actions_through_commit(&mut stream, p).await, b"BIC");
     stream.stop().await.unwrap().close().await.unwrap();
 }
 
@@ -338,9 +340,10 @@ async fn a_small_transaction_after_a_bulk_one_still_arrives() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_message_larger_than_the_budget_follows_small_ones() {
     let c = cluster(Duration::from_secs(60));
+    let p = Plugin::of(&c);
     c.psql("postgres", "CREATE TABLE mixed(id int PRIMARY KEY, v text)").unwrap();
     let mut client = repl_client(&c, "postgres").await;
-    create_slot(&mut client, "mixed").await;
+    create_slot(&mut client, p, "mixed").await;
     c.psql(
         "postgres",
         "INSERT INTO mixed SELECT g, CASE WHEN g % 2 = 0 THEN repeat('x', 3000) ELSE 'y' END
@@ -349,11 +352,11 @@ async fn a_message_larger_than_the_budget_follows_small_ones() {
     .unwrap();
     let cfg = StreamConfig { idle_advance: false, buffer_bytes: 2048, ..Default::default() };
     let mut stream =
-        client.start_replication("mixed", &pgrepl::plugin::Wal2json, Lsn::INVALID, &v2(), cfg).await.unwrap();
+        client.start_replication("mixed", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let (mut inserts, mut large) = (0, 0);
     loop {
         let m = next_message(&mut stream).await;
-        match action(&m.data) {
+        match p.action(&m.data) {
             b'I' => {
                 inserts += 1;
                 large += usize::from(m.data.len() > 2048);

@@ -1,4 +1,4 @@
-//! TLS against real PostgreSQL 15 servers with `ssl=on` and certificates made at test time (the `openssl`
+//! TLS against real PostgreSQL servers (any major 12-18 with `PG_BIN_DIR`) with `ssl=on` and certificates made at test time (the `openssl`
 //! command-line tool, which PostgreSQL's Debian packages pull in), and against scripted hostile servers.
 //!
 //! Covered: every `sslmode` against a TLS and a non-TLS server with libpq's outcome (including `allow`'s TLS
@@ -35,6 +35,10 @@ use pgrepl::{ErrorKind, Lsn};
 use pgrepl_testkit::{ClusterOptions, TempCluster, USERS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "common/plugins.rs"]
+mod plugins;
+use plugins::Plugin;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Certificates
@@ -917,6 +921,48 @@ async fn direct_tls_negotiation() {
     assert_eq!(e.kind(), ErrorKind::Config);
 }
 
+/// `sslnegotiation=direct` against the real server: TLS from the first byte, no SSLRequest. PostgreSQL 17 and
+/// later accept it (plain, SCRAM with channel binding, a replication connection and a client certificate; the
+/// server answers SSLRequest too); an older server reads the ClientHello as a startup packet and closes the
+/// connection, and pgrepl fails with a TLS error that says so — never retrying with SSLRequest or without TLS,
+/// as libpq 17.
+#[tokio::test]
+async fn direct_tls_against_the_server() {
+    let pki = Pki::new();
+    let cluster = tls_cluster(&pki);
+    let ca = format!("sslrootcert={}", pki.p("ca.crt"));
+    let certs = format!("sslcert={} sslkey={}", pki.p("client.crt"), pki.p("client.key"));
+    let direct = [
+        ("u_scram", format!("sslnegotiation=direct sslmode=require")),
+        ("u_scram", format!("sslnegotiation=direct sslmode=verify-full {ca} channel_binding=require")),
+        ("u_scram", format!("sslnegotiation=direct sslmode=verify-full {ca} replication=database")),
+        ("u_md5", format!("sslnegotiation=direct sslmode=verify-ca {ca}")),
+        ("u_cert", format!("sslnegotiation=direct sslmode=verify-full {ca} {certs}")),
+    ];
+    for (user, extra) in &direct {
+        let ci = conninfo(&cluster, user, extra);
+        let r = ssl_in_use(&ci).await;
+        if cluster.major() >= 17 {
+            assert!(r.unwrap_or_else(|e| panic!("PostgreSQL {}, {user} {extra}: {e}", cluster.version())), "{extra}");
+        } else {
+            let e = r.expect_err("direct TLS to a server before 17");
+            eprintln!("PostgreSQL {}, {user} {extra}: {e}", cluster.version());
+            assert_eq!(e.kind(), ErrorKind::Tls, "PostgreSQL {}, {extra}: {e:?}", cluster.version());
+            let msg = e.to_string();
+            assert!(msg.contains("sslnegotiation=direct"), "the error names the setting: {msg}");
+            assert!(msg.contains("PostgreSQL 17"), "the error says which servers accept it: {msg}");
+        }
+    }
+    // the same server over SSLRequest, whatever its release
+    assert!(ssl_in_use(&conninfo(&cluster, "u_scram", "sslnegotiation=postgres sslmode=require")).await.unwrap());
+    if cluster.major() < 17 {
+        // the failed attempts reached the server as startup packets it could not read; nothing else connected
+        let log = fs::read_to_string(cluster.log_path()).unwrap();
+        let authorized = log.lines().filter(|l| l.contains("connection authorized") && l.contains("u_")).count();
+        assert_eq!(authorized, 1, "only the SSLRequest connection logged in:\n{log}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Replication over TLS
 // ---------------------------------------------------------------------------------------------------------------
@@ -937,9 +983,10 @@ async fn replication_stream_over_tls() {
     let mut client = connect(&ci).await.unwrap();
     let r = client.simple_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").await.unwrap();
     assert_eq!(r[0].rows[0][0].as_deref(), Some("t"));
+    let p = Plugin::of(&cluster);
     let slot = CreateSlot {
         slot: "tls_slot".into(),
-        plugin: "wal2json".into(),
+        plugin: p.name().into(),
         temporary: false,
         snapshot: SnapshotAction::NoExport,
         two_phase: false,
@@ -948,21 +995,22 @@ async fn replication_stream_over_tls() {
     for i in 1..=3 {
         cluster.psql("postgres", &format!("INSERT INTO t VALUES ({i}, 'row {i}')")).unwrap();
     }
-    let opts = vec![("format-version".to_string(), Some("2".to_string()))];
     let cfg = StreamConfig { status_interval: Duration::from_millis(200), ..Default::default() };
-    let mut stream = client
-        .start_replication("tls_slot", &pgrepl::plugin::Wal2json, info.consistent_point, &opts, cfg)
-        .await
-        .unwrap();
+    let mut stream =
+        client.start_replication("tls_slot", p.rules(), info.consistent_point, &p.options(), cfg).await.unwrap();
     let (mut inserts, mut commits, mut last_commit) = (0, 0, Lsn::INVALID);
     while commits < 3 {
         let msg = tokio::time::timeout(Duration::from_secs(20), stream.next()).await.unwrap().unwrap().unwrap();
         let text = String::from_utf8_lossy(&msg.data).into_owned();
-        if text.starts_with(r#"{"action":"I""#) {
-            assert!(text.contains(&format!(r#""value":"row {}""#, inserts + 1)), "{text}");
+        if p.action(&msg.data) == b'I' {
+            let value = match p {
+                Plugin::Wal2json => format!(r#""value":"row {}""#, inserts + 1),
+                Plugin::TestDecoding => format!("v[text]:'row {}'", inserts + 1),
+            };
+            assert!(text.contains(&value), "{text}");
             inserts += 1;
         }
-        if text.starts_with(r#"{"action":"C""#) {
+        if p.action(&msg.data) == b'C' {
             commits += 1;
             last_commit = msg.wal_start;
             stream.ack(msg.wal_start);
@@ -996,9 +1044,10 @@ async fn a_small_transaction_after_a_bulk_one_arrives_over_tls() {
     cluster.psql("postgres", "CREATE TABLE t (id int primary key, v text); GRANT ALL ON t TO u_scram;").unwrap();
     let ci = format!("{} replication=database", conninfo(&cluster, "u_scram", "sslmode=require"));
     let mut client = connect(&ci).await.unwrap();
+    let p = Plugin::of(&cluster);
     let slot = CreateSlot {
         slot: "bulk".into(),
-        plugin: "wal2json".into(),
+        plugin: p.name().into(),
         temporary: false,
         snapshot: SnapshotAction::NoExport,
         two_phase: false,
@@ -1008,16 +1057,15 @@ async fn a_small_transaction_after_a_bulk_one_arrives_over_tls() {
     cluster
         .psql("postgres", &format!("INSERT INTO t SELECT g, repeat('x', 50) FROM generate_series(1, {ROWS}) g"))
         .unwrap();
-    let opts = vec![("format-version".to_string(), Some("2".to_string()))];
     let cfg = StreamConfig { coalesce_reads: true, ..Default::default() };
-    let mut stream = client.start_replication("bulk", &pgrepl::plugin::Wal2json, start, &opts, cfg).await.unwrap();
+    let mut stream = client.start_replication("bulk", p.rules(), start, &p.options(), cfg).await.unwrap();
     let mut next =
         async || tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
     let mut inserts = 0;
     loop {
-        match next().await.data.get(11) {
-            Some(b'I') => inserts += 1,
-            Some(b'C') => break,
+        match p.action(&next().await.data) {
+            b'I' => inserts += 1,
+            b'C' => break,
             _ => {}
         }
     }
@@ -1026,7 +1074,7 @@ async fn a_small_transaction_after_a_bulk_one_arrives_over_tls() {
     cluster.psql("postgres", "INSERT INTO t VALUES (0, 'last')").unwrap();
     let mut actions = vec![];
     while actions.last() != Some(&b'C') {
-        actions.push(next().await.data.get(11).copied().unwrap_or(0));
+        actions.push(p.action(&next().await.data));
     }
     assert_eq!(actions, b"BIC");
     stream.stop().await.unwrap().close().await.unwrap();
