@@ -396,8 +396,11 @@ impl<P: Decoding> ChangeStream<P> {
 
     async fn open(&mut self) -> Result<ReplicationStream> {
         let mut client = Client::connect(&self.cfg.config).await?;
+        // wal_status came with PostgreSQL 13 (and slot invalidation with it: a 12 never invalidates a slot)
+        let wal_status =
+            if client.session().server_version_num().is_some_and(|v| v < 130000) { "NULL" } else { "wal_status" };
         let q = format!(
-            "SELECT confirmed_flush_lsn, wal_status, plugin FROM pg_replication_slots WHERE slot_name = {}",
+            "SELECT confirmed_flush_lsn, {wal_status}, plugin FROM pg_replication_slots WHERE slot_name = {}",
             quote_sql_literal(&self.cfg.slot)
         );
         let r = client.simple_query(&q).await?;
