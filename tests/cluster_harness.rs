@@ -1,5 +1,6 @@
-//! The throwaway-cluster harness itself (`pgrepl_testkit`): it starts, every test role can log in with its
-//! method, wal2json is there, restarts keep the port, Drop cleans up.
+//! The throwaway-cluster harness itself (`pgrepl_testkit`): it starts (any major 12-18 with `PG_BIN_DIR`),
+//! every test role can log in with its method, wal2json is there on 15 (the test plugin decodes on every major),
+//! restarts keep the port, Drop cleans up.
 // Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
 // (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
 #![allow(
@@ -36,7 +37,12 @@ fn cluster_lifecycle_logins_and_wal2json() {
     assert_eq!(cluster.psql("postgres", "SHOW wal_level").unwrap(), "logical");
     assert_eq!(cluster.psql("postgres", "SHOW wal_sender_timeout").unwrap(), "5s");
     assert_eq!(cluster.psql("postgres", "SHOW max_replication_slots").unwrap(), "20");
-    assert_eq!(cluster.psql("postgres", "SHOW server_version_num").unwrap()[..2], *"15");
+    let version_num: u32 = cluster.psql("postgres", "SHOW server_version_num").unwrap().parse().unwrap();
+    assert_eq!(version_num / 10000, cluster.major());
+    assert!(pgrepl_testkit::SUPPORTED_MAJORS.contains(&cluster.major()), "{}", cluster.version());
+    let (major, version) = pgrepl_testkit::server_version(cluster.bin_dir()).unwrap();
+    assert_eq!((major, version.as_str()), (cluster.major(), cluster.version()));
+    assert_eq!(cluster.psql("postgres", "SHOW server_version").unwrap().split(' ').next(), Some(cluster.version()));
     assert_eq!(cluster.psql("postgres", "SELECT current_user").unwrap(), cluster.superuser());
     assert_eq!(cluster.psql("other", "SELECT current_database()").unwrap(), "other");
     let err = cluster.psql("postgres", "SELECT * FROM no_such_table").unwrap_err();
@@ -48,13 +54,22 @@ fn cluster_lifecycle_logins_and_wal2json() {
         .unwrap();
     assert_eq!(out, "2");
 
-    // wal2json is installed and decodes.
-    cluster.psql("postgres", "SELECT pg_create_logical_replication_slot('t', 'wal2json')").unwrap();
-    cluster.psql("postgres", "INSERT INTO t VALUES (3, 'c')").unwrap();
-    let changes = cluster
-        .psql("postgres", "SELECT data FROM pg_logical_slot_get_changes('t', NULL, NULL, 'format-version', '2')")
-        .unwrap();
-    assert!(changes.contains(r#""action":"I""#) && changes.contains(r#""table":"t""#), "{changes}");
+    // wal2json is installed on 15 and decodes; elsewhere the test plugin is test_decoding, which decodes.
+    if cluster.major() == pgrepl_testkit::WAL2JSON_MAJOR {
+        assert!(cluster.has_wal2json() && cluster.test_plugin() == "wal2json");
+        cluster.psql("postgres", "SELECT pg_create_logical_replication_slot('t', 'wal2json')").unwrap();
+        cluster.psql("postgres", "INSERT INTO t VALUES (3, 'c')").unwrap();
+        let changes = cluster
+            .psql("postgres", "SELECT data FROM pg_logical_slot_get_changes('t', NULL, NULL, 'format-version', '2')")
+            .unwrap();
+        assert!(changes.contains(r#""action":"I""#) && changes.contains(r#""table":"t""#), "{changes}");
+    } else {
+        assert_eq!(cluster.test_plugin(), if cluster.has_wal2json() { "wal2json" } else { "test_decoding" });
+        cluster.psql("postgres", "SELECT pg_create_logical_replication_slot('t', 'test_decoding')").unwrap();
+        cluster.psql("postgres", "INSERT INTO t VALUES (3, 'c')").unwrap();
+        let changes = cluster.psql("postgres", "SELECT data FROM pg_logical_slot_get_changes('t', NULL, NULL)").unwrap();
+        assert!(changes.contains("table public.t: INSERT: id[integer]:3 v[text]:'c'"), "{changes}");
+    }
 
     // Stored password hashes: md5 for u_md5, SCRAM for the others that have one.
     let hashes = cluster
@@ -90,7 +105,7 @@ fn cluster_lifecycle_logins_and_wal2json() {
             .psql_with(
                 &cluster.conninfo(user, "postgres"),
                 Some(password),
-                &format!("SELECT pg_create_logical_replication_slot('{slot_name}', 'wal2json')"),
+                &format!("SELECT pg_create_logical_replication_slot('{slot_name}', '{}')", cluster.test_plugin()),
             )
             .unwrap();
         // A table of its own in postgres.public.

@@ -126,17 +126,36 @@ async fn target_session_attrs_against_a_primary_and_a_standby() {
         "unknown value",
     );
 
-    // Replication connections: logical (SQL works there) and physical (the walsender runs no SQL; the server
-    // reports in_hot_standby and default_transaction_read_only at startup, which is what is used).
+    // Replication connections: logical (SQL works there) and physical (the walsender runs no SQL; from 14 the
+    // server reports in_hot_standby and default_transaction_read_only at startup, which is what is used; before
+    // 14 SHOW, a replication command, asks).
     for replication in ["database", "true"] {
         for (attrs, want) in [("read-write", p), ("standby", s), ("prefer-standby", s), ("primary", p)] {
             let conninfo = ci(&[s, p], &format!("replication={replication} target_session_attrs={attrs}"));
+            if replication == "true" && primary.major() < 14 && matches!(attrs, "standby" | "primary") {
+                // Before 14 nothing a physical walsender answers tells a standby from a primary (no
+                // in_hot_standby; SQL such as pg_is_in_recovery() refused): every host is unfit, as with libpq.
+                assert_refused(
+                    connect(&conninfo).await,
+                    ErrorKind::TargetSessionAttrs,
+                    "cannot execute SQL commands in WAL sender for physical replication",
+                    &conninfo,
+                );
+                continue;
+            }
             let mut c = connect(&conninfo).await.unwrap_or_else(|e| panic!("{conninfo}: {e}"));
             let sys = c.identify_system().await.unwrap();
             assert!(sys.timeline >= 1, "{conninfo}");
-            // Which server: in_hot_standby as it reported at startup (tells these two apart).
+            // Which server: its port (SHOW works on a walsender of either kind), and from 14 in_hot_standby as
+            // it reported at startup.
+            let port = c.simple_query("SHOW port").await.unwrap();
+            assert_eq!(port[0].get(0, "port"), Some(want.to_string().as_str()), "{conninfo}");
             let in_standby = c.session().parameter("in_hot_standby");
-            assert_eq!(in_standby, Some(if want == s { "on" } else { "off" }), "{conninfo}");
+            if primary.major() >= 14 {
+                assert_eq!(in_standby, Some(if want == s { "on" } else { "off" }), "{conninfo}");
+            } else {
+                assert_eq!(in_standby, None, "PostgreSQL {} reports no in_hot_standby", primary.version());
+            }
             c.close().await.unwrap();
         }
     }

@@ -25,9 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgrepl::changes::{ChangeStream, ChangeStreamConfig, StreamEvent};
+use pgrepl::plugin::Decoding;
 use pgrepl::wal2json::Event;
 use pgrepl::Lsn;
 use pgrepl_testkit::{ClusterOptions, TempCluster};
+
+#[path = "common/plugins.rs"]
+mod plugins;
+use plugins::{with_decoding, Plugin};
 
 const MB: f64 = 1024.0 * 1024.0;
 
@@ -70,7 +75,7 @@ fn current_lsn(c: &TempCluster) -> Lsn {
 }
 
 /// Polls `next()` for `d`: nothing may arrive (the database of the slot is quiet).
-async fn expect_nothing(s: &mut ChangeStream, d: Duration) {
+async fn expect_nothing<P: Decoding>(s: &mut ChangeStream<P>, d: Duration) {
     if let Ok(r) = tokio::time::timeout(d, s.next()).await {
         match r {
             Ok(Some(p)) => panic!("unexpected payload: {}", String::from_utf8_lossy(p.bytes())),
@@ -80,7 +85,7 @@ async fn expect_nothing(s: &mut ChangeStream, d: Duration) {
 }
 
 /// Keeps polling `s` (nothing may arrive) until `done()`; fails after [`PATIENCE`] with `what()`.
-async fn wait_quiet(s: &mut ChangeStream, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
+async fn wait_quiet<P: Decoding>(s: &mut ChangeStream<P>, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
         assert!(Instant::now() < deadline, "after {PATIENCE:?}: {}", what());
@@ -89,7 +94,7 @@ async fn wait_quiet(s: &mut ChangeStream, mut done: impl FnMut() -> bool, what: 
 }
 
 /// Reads up to the next commit, acknowledges it and returns its LSN.
-async fn read_and_ack_one_transaction(s: &mut ChangeStream) -> Lsn {
+async fn read_and_ack_one_transaction<P: Decoding>(s: &mut ChangeStream<P>) -> Lsn {
     loop {
         let mut p = tokio::time::timeout(PATIENCE, s.next()).await.unwrap().unwrap().unwrap();
         let mut commit = false;
@@ -105,22 +110,26 @@ async fn read_and_ack_one_transaction(s: &mut ChangeStream) -> Lsn {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_slot_advances_and_lets_go_of_wal_while_another_database_writes() {
-    let t0 = Instant::now();
     let c = Arc::new(TempCluster::start(ClusterOptions::default()).expect("start cluster"));
+    with_decoding!(Plugin::of(&c), |p| idle_slot_lets_go(c, p).await)
+}
+
+async fn idle_slot_lets_go<P: Decoding>(c: Arc<TempCluster>, p: P) {
+    let t0 = Instant::now();
     c.psql("postgres", "CREATE TABLE t (id int PRIMARY KEY)").unwrap();
     c.psql("other", "CREATE TABLE busy (id bigserial PRIMARY KEY, v text)").unwrap();
 
     let events = Arc::new(Mutex::new(Vec::<StreamEvent>::new()));
     let ev = events.clone();
     let conninfo = c.conninfo(c.superuser(), "postgres");
-    let cfg = ChangeStreamConfig::new(&conninfo, "idle")
+    let cfg = ChangeStreamConfig::with_plugin(&conninfo, "idle", p.clone())
         .unwrap()
         .create_slot(true)
         .on_event(move |e| ev.lock().unwrap().push(e.clone()));
     let mut s = ChangeStream::connect(cfg).await.unwrap();
     // the controls: a slot nobody reads, and one read with the idle advance off
-    c.psql("postgres", "SELECT pg_create_logical_replication_slot('unread', 'wal2json')").unwrap();
-    let mut off = ChangeStreamConfig::new(&conninfo, "no_idle_advance").unwrap().create_slot(true);
+    c.psql("postgres", &format!("SELECT pg_create_logical_replication_slot('unread', '{}')", p.name())).unwrap();
+    let mut off = ChangeStreamConfig::with_plugin(&conninfo, "no_idle_advance", p).unwrap().create_slot(true);
     off.stream.idle_advance = false;
     let mut off = ChangeStream::connect(off).await.unwrap();
 
@@ -232,8 +241,8 @@ struct Drained {
 }
 
 /// Reads `s` (acknowledging each payload when `ack`) into `d` until `done(d)`; fails after [`PATIENCE`].
-async fn drain_until(
-    s: &mut ChangeStream,
+async fn drain_until<P: Decoding>(
+    s: &mut ChangeStream<P>,
     ack: bool,
     d: &mut Drained,
     mut done: impl FnMut(&Drained) -> bool,
@@ -274,10 +283,14 @@ fn reported(c: &TempCluster, slot: &str, since: &str) -> Option<(Lsn, Lsn, bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_move_a_quiet_slot_without_reaching_the_application() {
     let c = TempCluster::start(ClusterOptions::default()).expect("start cluster");
+    with_decoding!(Plugin::of(&c), |p| heartbeats(&c, p).await)
+}
+
+async fn heartbeats<P: Decoding>(c: &TempCluster, p: P) {
     c.psql("postgres", "CREATE TABLE t (id int PRIMARY KEY)").unwrap();
     let failures = Arc::new(Mutex::new(Vec::<StreamEvent>::new()));
     let f2 = failures.clone();
-    let mut cfg = ChangeStreamConfig::new(&c.conninfo(c.superuser(), "postgres"), "beat")
+    let mut cfg = ChangeStreamConfig::with_plugin(&c.conninfo(c.superuser(), "postgres"), "beat", p)
         .unwrap()
         .create_slot(true)
         .heartbeat(Duration::from_millis(200))

@@ -1,7 +1,9 @@
-//! test_decoding into typed events against a real server: the same workload through a test_decoding slot and a
-//! wal2json format 2 slot gives the same events (kinds, tables, column names and values) where the plugins agree,
-//! and the documented differences where they do not (src/event.rs); and a `ChangeStream<TestDecoding>` delivers
-//! typed inserts and resumes after walsender terminations with each transaction once.
+//! test_decoding into typed events against a real server (any major 12-18 with `PG_BIN_DIR`): a workload's
+//! test_decoding output decodes into the events it holds, and where the server has wal2json (Debian's 15) the
+//! same workload through a wal2json format 2 slot gives the same events (kinds, tables, column names and values)
+//! where the plugins agree, and the documented differences where they do not (src/event.rs); prepared
+//! transactions' lines (two-phase decoding, 14+); and a `ChangeStream<TestDecoding>` delivers typed inserts and
+//! resumes after walsender terminations with each transaction once.
 // Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
 // (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
 #![allow(
@@ -94,13 +96,52 @@ TRUNCATE nokey;
 #[test]
 fn test_decoding_and_wal2json_give_the_same_events() {
     let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    let wal2json = c.has_wal2json();
     c.psql("postgres", SCHEMA).unwrap();
     c.psql("postgres", "SELECT pg_create_logical_replication_slot('td', 'test_decoding')").unwrap();
-    c.psql("postgres", "SELECT pg_create_logical_replication_slot('wj', 'wal2json')").unwrap();
+    if wal2json {
+        c.psql("postgres", "SELECT pg_create_logical_replication_slot('wj', 'wal2json')").unwrap();
+    }
     c.psql("postgres", WORKLOAD).unwrap();
     let td_raw = peek(&c, "td", ", 'include-xids', '1', 'include-timestamp', '1'");
-    let wj_raw = peek(&c, "wj", ", 'format-version', '2', 'include-xids', '1', 'include-timestamp', '1'");
     let td = decode_all(&TestDecoding, &td_raw);
+
+    // What test_decoding says on every release: NaN as its text, type names without typmod, commits with
+    // their xid and time, changes with their transaction's xid, TRUNCATE with its flags.
+    let row2 = |evs: &[Event<'static>]| {
+        evs.iter()
+            .filter_map(Event::change)
+            .find(|c| c.column("id").and_then(|v| v.value.as_i64()) == Some(2))
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row2(&td).column("f").unwrap().value, Value::String("NaN".into()));
+    let first = |evs: &[Event<'static>]| evs.iter().find_map(|e| e.change().cloned()).unwrap();
+    assert_eq!(first(&td).column("v").unwrap().type_name.as_deref(), Some("character varying"));
+    assert_eq!(first(&td).column("n").unwrap().type_name.as_deref(), Some("numeric"));
+    let commits = |evs: &[Event<'static>]| {
+        evs.iter()
+            .filter_map(|e| if let Event::Commit(t) = e { Some((t.xid, t.timestamp.clone())) } else { None })
+            .collect::<Vec<_>>()
+    };
+    assert!(!commits(&td).is_empty() && commits(&td).iter().all(|(x, t)| x.is_some() && t.is_some()));
+    let xids = |evs: &[Event<'static>]| evs.iter().filter_map(|e| e.change().map(|c| c.xid)).collect::<Vec<_>>();
+    assert!(xids(&td).iter().all(Option::is_some));
+    let Some(Event::Truncate(t)) = td.iter().find(|e| matches!(e, Event::Truncate(_))) else { panic!() };
+    assert_eq!((t.restart_seqs, t.cascade), (Some(false), Some(false)));
+    let kinds: String = td.iter().map(|e| common(e).chars().next().unwrap_or('?')).collect();
+    assert!(kinds.starts_with('B') && kinds.ends_with('C'), "{kinds}");
+    if !wal2json {
+        // (the test ran: only its comparison half is left out, so not the "skipped" line)
+        pgrepl_testkit::skip(&format!(
+            "test_decoding checked; its comparison with wal2json not run: wal2json is packaged for PostgreSQL 15 \
+             only (server {})",
+            c.version()
+        ));
+        return;
+    }
+
+    let wj_raw = peek(&c, "wj", ", 'format-version', '2', 'include-xids', '1', 'include-timestamp', '1'");
     let wj = decode_all(&Wal2json, &wj_raw);
 
     // the differences, each where the workload makes it
@@ -121,36 +162,14 @@ fn test_decoding_and_wal2json_give_the_same_events() {
     assert_eq!(td_fixed, wj_common, "\ntest_decoding:\n{td_raw:#?}\nwal2json:\n{wj_raw:#?}");
 
     // NaN: the text from test_decoding, null from wal2json
-    let row2 = |evs: &[Event<'static>]| {
-        evs.iter()
-            .filter_map(Event::change)
-            .find(|c| c.column("id").and_then(|v| v.value.as_i64()) == Some(2))
-            .cloned()
-            .unwrap()
-    };
-    assert_eq!(row2(&td).column("f").unwrap().value, Value::String("NaN".into()));
     assert_eq!(row2(&wj).column("f").unwrap().value, Value::Null);
     // type names: format_type_be (no typmod) against format_type with it
-    let first = |evs: &[Event<'static>]| evs.iter().find_map(|e| e.change().cloned()).unwrap();
-    assert_eq!(first(&td).column("v").unwrap().type_name.as_deref(), Some("character varying"));
     assert_eq!(first(&wj).column("v").unwrap().type_name.as_deref(), Some("character varying(20)"));
-    assert_eq!(first(&td).column("n").unwrap().type_name.as_deref(), Some("numeric"));
     // xids agree; test_decoding has the commit time on COMMIT only, and the same text
-    let commits = |evs: &[Event<'static>]| {
-        evs.iter()
-            .filter_map(|e| if let Event::Commit(t) = e { Some((t.xid, t.timestamp.clone())) } else { None })
-            .collect::<Vec<_>>()
-    };
     assert_eq!(commits(&td), commits(&wj));
-    assert!(commits(&td).iter().all(|(x, t)| x.is_some() && t.is_some()));
     // changes carry their transaction's xid in both
-    let xids = |evs: &[Event<'static>]| evs.iter().filter_map(|e| e.change().map(|c| c.xid)).collect::<Vec<_>>();
     let (tx, wx) = (xids(&td), xids(&wj));
-    assert!(tx.iter().all(Option::is_some));
     assert_eq!(tx.iter().filter(|x| wx.contains(x)).count(), wx.len());
-    // TRUNCATE flags from test_decoding only
-    let Some(Event::Truncate(t)) = td.iter().find(|e| matches!(e, Event::Truncate(_))) else { panic!() };
-    assert_eq!((t.restart_seqs, t.cascade), (Some(false), Some(false)));
 }
 
 #[test]
@@ -161,7 +180,14 @@ fn two_phase_lines_decode() {
     })
     .unwrap();
     c.psql("postgres", "CREATE TABLE t(id int PRIMARY KEY)").unwrap();
-    c.psql("postgres", "SELECT pg_create_logical_replication_slot('td2', 'test_decoding', false, true)").unwrap();
+    let create = "SELECT pg_create_logical_replication_slot('td2', 'test_decoding', false, true)";
+    if c.major() < 14 {
+        // logical decoding of prepared transactions came with 14: no twophase parameter before
+        let e = c.psql("postgres", create).unwrap_err();
+        assert!(e.to_string().contains("function pg_create_logical_replication_slot"), "{e}");
+        return;
+    }
+    c.psql("postgres", create).unwrap();
     c.psql("postgres", "BEGIN; INSERT INTO t VALUES (1); PREPARE TRANSACTION 'g''1'; COMMIT PREPARED 'g''1';").unwrap();
     let raw = peek(&c, "td2", "");
     let evs = decode_all(&TestDecoding, &raw);
