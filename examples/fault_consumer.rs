@@ -3,8 +3,11 @@
 //! in its store.
 //!
 //! ```text
-//! cargo run --example fault_consumer -- 'host=127.0.0.1 port=5432 user=postgres dbname=postgres' my_slot DIR
+//! cargo run --example fault_consumer -- 'host=127.0.0.1 port=5432 user=postgres dbname=postgres' my_slot DIR [PLUGIN]
 //! ```
+//!
+//! PLUGIN is the slot's output plugin: `wal2json` (the default) or `test_decoding`; the consumer is the same
+//! code for both (`ChangeStream<P>`).
 //!
 //! `DIR/store` gets one line per committed transaction: `<commit LSN> <xid> <rows>`, where `<rows>` lists the
 //! `seq:k` values of the rows inserted into table `w` (`-` when there are none). A line that a kill cut short
@@ -28,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgrepl::changes::{ChangeStream, ChangeStreamConfig, StreamEvent};
+use pgrepl::plugin::{Decoding, TestDecoding, Wal2json};
 use pgrepl::wal2json::Event;
 use pgrepl::Lsn;
 
@@ -40,15 +44,19 @@ pub struct Opts {
     pub slot: String,
     /// Store, events log and control files.
     pub dir: PathBuf,
+    /// The slot's output plugin: `wal2json` or `test_decoding`.
+    pub plugin: String,
 }
 
 #[allow(dead_code)] // the test binary includes this file as a module and calls `run`
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [conninfo, slot, dir] = args.as_slice() else {
-        return Err("usage: fault_consumer CONNINFO SLOT DIR".into());
+    let (conninfo, slot, dir, plugin) = match args.as_slice() {
+        [c, s, d] => (c, s, d, "wal2json"),
+        [c, s, d, p] => (c, s, d, p.as_str()),
+        _ => return Err("usage: fault_consumer CONNINFO SLOT DIR [wal2json|test_decoding]".into()),
     };
-    run(Opts { conninfo: conninfo.clone(), slot: slot.clone(), dir: dir.into() })
+    run(Opts { conninfo: conninfo.clone(), slot: slot.clone(), dir: dir.into(), plugin: plugin.into() })
 }
 
 /// Run the consumer until `DIR/stop` appears or the parent process exits.
@@ -56,7 +64,11 @@ pub fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
     // One thread: the stream's background task runs whenever the consumer awaits, and the consumer's stall is an
     // await (slow downstream I/O), so status updates keep going out while it stalls.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(consume(opts))
+    match opts.plugin.as_str() {
+        "wal2json" => rt.block_on(consume(opts, Wal2json)),
+        "test_decoding" => rt.block_on(consume(opts, TestDecoding)),
+        other => Err(format!("unknown plugin {other:?} (wal2json or test_decoding)").into()),
+    }
 }
 
 /// The store's last commit LSN (0/0 when empty) and its number of transactions; a torn last line is removed.
@@ -130,7 +142,7 @@ async fn hold(dir: &Path, parent: u32, what: &str, lsn: Lsn) -> Result<(), Box<d
     Err(format!("held {what} {lsn} and was not killed").into())
 }
 
-async fn consume(o: Opts) -> Result<(), Box<dyn Error>> {
+async fn consume<P: Decoding>(o: Opts, plugin: P) -> Result<(), Box<dyn Error>> {
     let parent = std::os::unix::process::parent_id();
     let store_path = o.dir.join("store");
     let (stored, n) = recover_store(&store_path)?;
@@ -139,7 +151,7 @@ async fn consume(o: Opts) -> Result<(), Box<dyn Error>> {
     writeln!(events.lock().map_err(|_| "poisoned")?, "process {} stored {stored} count {n}", std::process::id())?;
 
     let ev = events.clone();
-    let mut cfg = ChangeStreamConfig::new(&o.conninfo, &o.slot)?.start(stored).on_event(move |e| {
+    let mut cfg = ChangeStreamConfig::with_plugin(&o.conninfo, &o.slot, plugin)?.start(stored).on_event(move |e| {
         if let Ok(mut f) = ev.lock() {
             let _ = writeln!(f, "{}", describe(e));
         }

@@ -78,6 +78,7 @@ fn fault_consumer_process() {
         conninfo: std::env::var("PGREPL_FAULT_CONNINFO").expect("PGREPL_FAULT_CONNINFO"),
         slot: SLOT.into(),
         dir: dir.into(),
+        plugin: std::env::var("PGREPL_FAULT_PLUGIN").expect("PGREPL_FAULT_PLUGIN"),
     };
     match fault_consumer::run(opts) {
         Ok(()) => std::process::exit(0),
@@ -92,6 +93,8 @@ fn fault_consumer_process() {
 struct Consumer {
     dir: PathBuf,
     conninfo: String,
+    /// The slot's plugin (wal2json on Debian's 15, else test_decoding: tests/common/plugins.rs).
+    plugin: &'static str,
     child: Option<Child>,
     starts: usize,
 }
@@ -103,6 +106,7 @@ impl Consumer {
             .args(["fault_consumer_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(CONSUMER_ENV, &self.dir)
             .env("PGREPL_FAULT_CONNINFO", &self.conninfo)
+            .env("PGREPL_FAULT_PLUGIN", self.plugin)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -280,10 +284,13 @@ fn never_lose_a_change() {
 
     let c = TempCluster::start(ClusterOptions { wal_sender_timeout: WAL_SENDER_TIMEOUT, ..Default::default() })
         .expect("start cluster");
-    faults::create_table_and_slots(&c, &[(SLOT, "wal2json"), (REFERENCE_SLOT, "test_decoding")]);
+    let plugin = c.test_plugin();
+    eprintln!("fault_injection: PostgreSQL {}, the consumer's slot on {plugin}", c.version());
+    faults::create_table_and_slots(&c, &[(SLOT, plugin), (REFERENCE_SLOT, "test_decoding")]);
     let dir = tempfile::tempdir().unwrap();
     let conninfo = c.conninfo(c.superuser(), "postgres");
-    let mut consumer = Consumer { dir: dir.path().to_path_buf(), conninfo: conninfo.clone(), child: None, starts: 0 };
+    let mut consumer =
+        Consumer { dir: dir.path().to_path_buf(), conninfo: conninfo.clone(), plugin, child: None, starts: 0 };
     consumer.spawn();
 
     // the writer, on its own thread and runtime
