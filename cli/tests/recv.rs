@@ -1,5 +1,7 @@
 //! `pgrepl recv` against `pg_recvlogical` on the same slot contents: byte-identical raw output for wal2json
-//! format 1, format 1 with write-in-chunks, and format 2; slot actions; option errors; exit codes.
+//! format 1, format 1 with write-in-chunks, and format 2 (where the server has wal2json: Debian's 15), and for
+//! test_decoding (every major); slot actions; option errors; exit codes. Slots whose plugin does not matter use
+//! the test plugin (tests/common/plugins.rs: wal2json on 15, test_decoding elsewhere).
 // Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
 // (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
 #![allow(
@@ -16,6 +18,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use pgrepl_testkit::{ClusterOptions, TempCluster};
+
+#[path = "../../tests/common/plugins.rs"]
+mod plugins;
+use plugins::Plugin;
 
 const PGREPL: &str = env!("CARGO_BIN_EXE_pgrepl");
 
@@ -71,11 +77,20 @@ SELECT pg_logical_emit_message(false, 'ntx', 'non-transactional message');
 BEGIN; COMMIT;
 "#;
 
-fn compare_format(c: &TempCluster, name: &str, opts: &[&str]) {
+/// `-P PLUGIN` for `--create-slot` on this server: none (recv's default, wal2json) where the server has
+/// wal2json, else the test plugin.
+fn plugin_args(c: &TempCluster) -> Vec<&'static str> {
+    match Plugin::of(c) {
+        Plugin::Wal2json => vec![],
+        p => vec!["-P", p.name()],
+    }
+}
+
+fn compare_format(c: &TempCluster, plugin: &str, name: &str, opts: &[&str]) {
     let slot_a = format!("cmp_{name}_pg");
     let slot_b = format!("cmp_{name}_rs");
     for s in [&slot_a, &slot_b] {
-        c.psql("postgres", &format!("SELECT pg_create_logical_replication_slot('{s}', 'wal2json')")).unwrap();
+        c.psql("postgres", &format!("SELECT pg_create_logical_replication_slot('{s}', '{plugin}')")).unwrap();
     }
     c.psql(
         "postgres",
@@ -136,15 +151,27 @@ fn compare_format(c: &TempCluster, name: &str, opts: &[&str]) {
 
 #[test]
 fn raw_output_is_byte_identical_to_pg_recvlogical() {
+    if !pgrepl_testkit::wal2json_suite() {
+        return;
+    }
     let c = TempCluster::start(ClusterOptions::default()).unwrap();
     compare_format(
         &c,
+        "wal2json",
         "v2",
         &["format-version=2", "include-xids=1", "include-timestamp=1", "include-lsn=1", "include-type-oids"],
     );
-    compare_format(&c, "v1", &["include-xids=1", "include-timestamp=1", "include-lsn=1", "include-pk=1"]);
-    compare_format(&c, "v1chunks", &["write-in-chunks=1", "include-xids=1"]);
-    compare_format(&c, "v1pretty", &["pretty-print=1", "write-in-chunks=1"]);
+    compare_format(&c, "wal2json", "v1", &["include-xids=1", "include-timestamp=1", "include-lsn=1", "include-pk=1"]);
+    compare_format(&c, "wal2json", "v1chunks", &["write-in-chunks=1", "include-xids=1"]);
+    compare_format(&c, "wal2json", "v1pretty", &["pretty-print=1", "write-in-chunks=1"]);
+}
+
+/// The same for test_decoding, which every server has.
+#[test]
+fn raw_test_decoding_output_is_byte_identical_to_pg_recvlogical() {
+    let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    compare_format(&c, "test_decoding", "td", &["include-xids=1", "include-timestamp=1"]);
+    compare_format(&c, "test_decoding", "tdskip", &["skip-empty-xacts=1", "include-xids=0"]);
 }
 
 #[test]
@@ -154,11 +181,12 @@ fn slot_actions_and_errors() {
         ..ClusterOptions::default()
     })
     .unwrap();
-    let conn = conn_args(&c);
+    let mut conn = conn_args(&c);
+    conn.extend(plugin_args(&c).into_iter().map(String::from));
     // create, create again with --if-not-exists, create again without it (error, exit 1), drop
     ok(&run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--create-slot"])));
     let slot = c.psql("postgres", "SELECT plugin FROM pg_replication_slots WHERE slot_name = 'act'").unwrap();
-    assert_eq!(slot, "wal2json");
+    assert_eq!(slot, c.test_plugin());
     ok(&run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--create-slot", "--if-not-exists"])));
     let dup = run(Command::new(PGREPL).arg("recv").args(&conn).args(["-S", "act", "--create-slot"]));
     assert_eq!(dup.status.code(), Some(1));
@@ -214,9 +242,12 @@ fn slot_actions_and_errors() {
 #[test]
 fn password_prompt_only_when_the_server_asks_for_a_password() {
     let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    let plugin = plugin_args(&c).join(" ");
     let on_a_terminal = |user: &str, conninfo: &str, slot: &str, typed: &str| {
-        let cmd =
-            format!("{PGREPL} recv -h 127.0.0.1 -p {} -U {user} -d '{conninfo}' -S {slot} --create-slot", c.port());
+        let cmd = format!(
+            "{PGREPL} recv -h 127.0.0.1 -p {} -U {user} -d '{conninfo}' -S {slot} --create-slot {plugin}",
+            c.port()
+        );
         let mut child = Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .env_remove("PGPASSWORD")
@@ -255,9 +286,14 @@ fn password_prompt_only_when_the_server_asks_for_a_password() {
 #[test]
 fn sigint_stops_cleanly_with_a_final_status_update() {
     let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    let p = Plugin::of(&c);
+    let options: Vec<String> = p.cli_options().iter().flat_map(|o| ["-o".to_string(), o.to_string()]).collect();
     c.psql(
         "postgres",
-        "CREATE TABLE s(id int PRIMARY KEY); SELECT pg_create_logical_replication_slot('sig', 'wal2json')",
+        &format!(
+            "CREATE TABLE s(id int PRIMARY KEY); SELECT pg_create_logical_replication_slot('sig', '{}')",
+            p.name()
+        ),
     )
     .unwrap();
     let before = c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap();
@@ -267,7 +303,9 @@ fn sigint_stops_cleanly_with_a_final_status_update() {
     let mut child = Command::new(PGREPL)
         .arg("recv")
         .args(conn_args(&c))
-        .args(["-S", "sig", "--start", "-F", "0", "-o", "format-version=2", "-f"])
+        .args(["-S", "sig", "--start", "-F", "0"])
+        .args(&options)
+        .arg("-f")
         .arg(&file)
         .spawn()
         .unwrap();
@@ -281,7 +319,7 @@ fn sigint_stops_cleanly_with_a_final_status_update() {
     assert_eq!(status.code(), Some(0));
     // The final status update confirmed the commit that was written.
     let out = std::fs::read_to_string(&file).unwrap();
-    assert!(out.lines().last().unwrap().starts_with("{\"action\":\"C\""), "{out}");
+    assert_eq!(p.action(out.lines().last().unwrap().as_bytes()), b'C', "{out}");
     // (Past the WAL end before the transaction: nothing else of this database could be confirmed. Not "within
     // 1 MB of the current WAL end", which is what the machine wrote meanwhile.)
     let confirmed = c
@@ -293,17 +331,8 @@ fn sigint_stops_cleanly_with_a_final_status_update() {
     assert_eq!(confirmed, "t");
     // nothing is replayed: restarting with an end position at the current WAL writes nothing new
     let end = c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap();
-    let again = run(Command::new(PGREPL).arg("recv").args(conn_args(&c)).args([
-        "-S",
-        "sig",
-        "--start",
-        "-n",
-        "-o",
-        "format-version=2",
-        "-E",
-        &end,
-        "-f",
-        "-",
+    let again = run(Command::new(PGREPL).arg("recv").args(conn_args(&c)).args(&options).args([
+        "-S", "sig", "--start", "-n", "-E", &end, "-f", "-",
     ]));
     ok(&again);
     assert_eq!(String::from_utf8_lossy(&again.stdout), "");
@@ -334,6 +363,9 @@ fn changes(json: &[u8]) -> Vec<serde_json::Value> {
 
 #[test]
 fn json_output_is_the_same_changes_from_formats_1_chunks_and_2() {
+    if !pgrepl_testkit::wal2json_suite() {
+        return;
+    }
     let c = TempCluster::start(ClusterOptions::default()).unwrap();
     for s in ["j_v1", "j_chunks", "j_v2"] {
         c.psql("postgres", &format!("SELECT pg_create_logical_replication_slot('{s}', 'wal2json')")).unwrap();

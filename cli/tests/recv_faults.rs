@@ -4,7 +4,8 @@
 //! Two writers commit numbered transactions into table `w` (tests/common/faults.rs: some roll back, some roll
 //! back a savepoint, now and then 1500 rows, now and then a pause) while
 //! `pgrepl recv -d … -S cli --start -f FILE -s 1 -o format-version=2 -o include-xids=1 [--output json] [-F 0]`
-//! streams the slot (wal2json) into FILE. A fault injector, in a seeded random order and at random moments:
+//! streams the slot (wal2json; on a server without wal2json — any major but Debian's 15 — a test_decoding slot,
+//! `-o include-xids=1`, raw only) into FILE. A fault injector, in a seeded random order and at random moments:
 //! - terminates the CLI's walsender (`pg_terminate_backend`); some of these are aimed at connection and startup:
 //!   right after a kill, or right after the CLI was started again, a server-side loop (1 ms) terminates the
 //!   next walsender as soon as it appears, either in `pg_stat_activity` (connecting, before START_REPLICATION)
@@ -17,7 +18,8 @@
 //!
 //! At the end the writers stop, the test waits until FILE holds every committed transaction, stops the CLI with
 //! SIGINT (exit status 0 required), and checks FILE line by line: every line a JSON object (raw: wal2json's
-//! format 2 as the server printed it; json: pgrepl's format-2-shaped objects), grouped into B … C
+//! format 2 as the server printed it; json: pgrepl's format-2-shaped objects) or test_decoding's line, grouped
+//! into B … C
 //! transactions with no torn line, no partial transaction and no stray line; every committed transaction once
 //! (by xid), in commit order, with exactly its rows, against an independent record: a `test_decoding` slot
 //! never advanced, the writers' own record and the table's final contents. Rolled-back transactions and rows of
@@ -43,6 +45,8 @@
 
 #[path = "../../tests/common/faults.rs"]
 mod faults;
+#[path = "../../tests/common/plugins.rs"]
+mod plugins;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -56,6 +60,7 @@ use std::time::{Duration, Instant};
 use pgrepl_testkit::{ClusterOptions, TempCluster};
 
 use faults::{sql, Rng, Txn, Watched};
+use plugins::Plugin;
 
 const PGREPL: &str = env!("CARGO_BIN_EXE_pgrepl");
 const SLOT: &str = "cli";
@@ -134,6 +139,10 @@ fn raw_fsync_0() {
 
 #[test]
 fn json_default_fsync() {
+    // `--output json` decodes wal2json payloads
+    if !pgrepl_testkit::wal2json_suite() {
+        return;
+    }
     run(Setup { name: "json -F 10", json: true, fsync_0: false }, if full() { FULL } else { SMALL });
 }
 
@@ -152,6 +161,9 @@ fn json_fsync_0() {
         eprintln!("recv_faults [json -F 0]: only in the full run (PGREPL_RECV_FAULTS=full, scripts/fault-cli.sh)");
         return;
     }
+    if !pgrepl_testkit::wal2json_suite() {
+        return;
+    }
     run(Setup { name: "json -F 0", json: true, fsync_0: true }, FULL);
 }
 
@@ -161,6 +173,8 @@ fn json_fsync_0() {
 
 struct Cli {
     name: &'static str,
+    /// The slot's plugin, for reading FILE.
+    plugin: Plugin,
     dir: PathBuf,
     file: PathBuf,
     args: Vec<String>,
@@ -366,8 +380,11 @@ fn sigkill_in_big(cli: &mut Cli, writers: &faults::Writers) -> bool {
         assert!(Instant::now() < deadline, "the writers did not start the large transaction");
         thread::sleep(Duration::from_millis(1));
     };
-    // Both outputs print the column as wal2json does.
-    let needle = format!("{{\"name\":\"seq\",\"type\":\"bigint\",\"value\":{seq}}}");
+    // Both outputs of a wal2json slot print the column as wal2json does.
+    let needle = match cli.plugin {
+        Plugin::Wal2json => format!("{{\"name\":\"seq\",\"type\":\"bigint\",\"value\":{seq}}}"),
+        Plugin::TestDecoding => format!(" seq[bigint]:{seq} "),
+    };
     let mut f = File::open(&cli.file).unwrap();
     let mut offset = f.metadata().unwrap().len().saturating_sub(needle.len() as u64);
     let mut buf = Vec::new();
@@ -390,7 +407,7 @@ fn sigkill_in_big(cli: &mut Cli, writers: &faults::Writers) -> bool {
     }
     cli.kill();
     let data = fs::read(&cli.file).unwrap();
-    let (_, problems) = parse_file(&data, true);
+    let (_, problems) = parse_file(&data, true, cli.plugin);
     !problems.is_empty()
 }
 
@@ -408,10 +425,52 @@ struct FileTxn {
     line: usize,
 }
 
+/// One line of FILE.
+enum Line {
+    Begin(u64),
+    Commit(u64),
+    /// A row of `w`: the transaction's xid when the line says it (wal2json), `seq` and `k` when both are there.
+    Row(Option<u64>, Option<(i64, i64)>),
+}
+
+/// A line of wal2json format 2 (`include-xids`) as the server or `--output json` prints it.
+fn wal2json_line(line: &[u8]) -> Result<Line, String> {
+    let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("not a JSON object ({e})"))?;
+    let xid = v["xid"].as_u64();
+    match (v["action"].as_str(), xid) {
+        (Some("B"), Some(xid)) => Ok(Line::Begin(xid)),
+        (Some("C"), Some(xid)) => Ok(Line::Commit(xid)),
+        (Some("I"), Some(xid)) if v["schema"] == "public" && v["table"] == "w" => {
+            let col = |name: &str| -> Option<i64> {
+                v["columns"].as_array()?.iter().find(|c| c["name"] == name)?["value"].as_i64()
+            };
+            Ok(Line::Row(Some(xid), col("seq").zip(col("k"))))
+        }
+        _ => Err(format!("unexpected: {v}")),
+    }
+}
+
+/// A line of test_decoding (`include-xids`): `BEGIN 123`, `COMMIT 123`,
+/// `table public.w: INSERT: seq[bigint]:5 k[integer]:1`.
+fn test_decoding_line(line: &[u8]) -> Result<Line, String> {
+    let text = std::str::from_utf8(line).map_err(|e| format!("not UTF-8 ({e})"))?;
+    let xid = |rest: &str| rest.trim().parse::<u64>().map_err(|_| format!("unexpected: {text}"));
+    if let Some(rest) = text.strip_prefix("BEGIN ") {
+        return Ok(Line::Begin(xid(rest)?));
+    }
+    if let Some(rest) = text.strip_prefix("COMMIT ") {
+        return Ok(Line::Commit(xid(rest)?));
+    }
+    let Some(cols) = text.strip_prefix("table public.w: INSERT: ") else { return Err(format!("unexpected: {text}")) };
+    let col = |name: &str| -> Option<i64> {
+        cols.split(' ').find_map(|c| c.split_once("]:").filter(|(n, _)| n.split('[').next() == Some(name)))?.1.parse().ok()
+    };
+    Ok(Line::Row(None, col("seq").zip(col("k"))))
+}
+
 /// FILE's complete transactions, and every line that does not belong to one (`strict` also reports a torn
 /// last line or an unfinished last transaction).
-fn parse_file(data: &[u8], strict: bool) -> (Vec<FileTxn>, Vec<String>) {
-    use serde_json::Value;
+fn parse_file(data: &[u8], strict: bool, plugin: Plugin) -> (Vec<FileTxn>, Vec<String>) {
     let mut txns = vec![];
     let mut problems = vec![];
     let mut open: Option<FileTxn> = None;
@@ -425,40 +484,33 @@ fn parse_file(data: &[u8], strict: bool) -> (Vec<FileTxn>, Vec<String>) {
     let lines = complete.strip_suffix(b"\n").map(|c| c.split(|&b| b == b'\n'));
     for (i, line) in lines.into_iter().flatten().enumerate() {
         let n = i + 1;
-        let v: Value = match serde_json::from_slice(line) {
-            Ok(v) => v,
-            Err(e) => {
-                problems.push(format!("line {n}: not a JSON object ({e}): {:?}", String::from_utf8_lossy(line)));
-                continue;
-            }
+        let parsed = match plugin {
+            Plugin::Wal2json => wal2json_line(line),
+            Plugin::TestDecoding => test_decoding_line(line),
         };
-        let xid = v["xid"].as_u64();
-        match (v["action"].as_str(), xid) {
-            (Some("B"), Some(xid)) => {
+        match parsed {
+            Err(e) => problems.push(format!("line {n}: {e}: {:?}", String::from_utf8_lossy(line))),
+            Ok(Line::Begin(xid)) => {
                 if let Some(t) = open.take() {
                     problems.push(format!("line {n}: B of {xid} inside transaction {} (line {})", t.xid, t.line));
                 }
                 open = Some(FileTxn { xid, rows: vec![], line: n });
             }
-            (Some("C"), Some(xid)) => match open.take() {
+            Ok(Line::Commit(xid)) => match open.take() {
                 Some(t) if t.xid == xid => txns.push(t),
                 Some(t) => problems.push(format!("line {n}: C of {xid} ends transaction {} (line {})", t.xid, t.line)),
                 None => problems.push(format!("line {n}: C of {xid} outside a transaction")),
             },
-            (Some("I"), Some(xid)) if v["schema"] == "public" && v["table"] == "w" => {
-                let col = |name: &str| -> Option<i64> {
-                    v["columns"].as_array()?.iter().find(|c| c["name"] == name)?["value"].as_i64()
-                };
-                match (open.as_mut(), col("seq"), col("k")) {
-                    (Some(t), Some(seq), Some(k)) if t.xid == xid => t.rows.push((seq, k)),
-                    (Some(t), ..) if t.xid != xid => {
-                        problems.push(format!("line {n}: a row of {xid} inside transaction {}", t.xid))
-                    }
-                    (None, ..) => problems.push(format!("line {n}: a row outside a transaction")),
-                    _ => problems.push(format!("line {n}: no seq or k: {v}")),
+            Ok(Line::Row(xid, row)) => match (open.as_mut(), row) {
+                (Some(t), _) if xid.is_some_and(|x| x != t.xid) => {
+                    problems.push(format!("line {n}: a row of {xid:?} inside transaction {}", t.xid))
                 }
-            }
-            _ => problems.push(format!("line {n}: unexpected: {v}")),
+                (Some(t), Some(row)) => t.rows.push(row),
+                (None, _) => problems.push(format!("line {n}: a row outside a transaction")),
+                (Some(_), None) => {
+                    problems.push(format!("line {n}: no seq or k: {:?}", String::from_utf8_lossy(line)))
+                }
+            },
         }
     }
     if let Some(t) = open {
@@ -474,7 +526,7 @@ fn wait_complete(cli: &mut Cli, expected: &[Txn]) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let data = fs::read(&cli.file).unwrap_or_default();
-        let (txns, _) = parse_file(&data, false);
+        let (txns, _) = parse_file(&data, false, cli.plugin);
         let have: std::collections::HashSet<u64> = txns.iter().map(|t| t.xid).collect();
         let missing = expected.iter().filter(|t| !have.contains(&t.xid)).count();
         if missing == 0 {
@@ -516,7 +568,9 @@ fn run(setup: Setup, counts: Counts) {
 
     let c = TempCluster::start(ClusterOptions { wal_sender_timeout: WAL_SENDER_TIMEOUT, ..Default::default() })
         .expect("start cluster");
-    faults::create_table_and_slots(&c, &[(SLOT, "wal2json"), (REFERENCE_SLOT, "test_decoding")]);
+    let plugin = Plugin::of(&c);
+    eprintln!("recv_faults [{name}]: PostgreSQL {}, slot on {}", c.version(), plugin.name());
+    faults::create_table_and_slots(&c, &[(SLOT, plugin.name()), (REFERENCE_SLOT, "test_decoding")]);
     c.psql("postgres", KILL_NEXT_WALSENDER).unwrap();
     // kept (with the server's log) when the run fails
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -531,7 +585,8 @@ fn run(setup: Setup, counts: Counts) {
         .iter()
         .map(|s| s.to_string())
         .chain([file.display().to_string()])
-        .chain(["-s", "1", "-o", "format-version=2", "-o", "include-xids=1", "-v"].map(String::from))
+        .chain(["-s", "1", "-v"].map(String::from))
+        .chain(plugin.cli_options().iter().flat_map(|o| ["-o".to_string(), o.to_string()]))
         .collect();
     if setup.json {
         args.extend(["--output".into(), "json".into()]);
@@ -539,7 +594,7 @@ fn run(setup: Setup, counts: Counts) {
     if setup.fsync_0 {
         args.extend(["-F".into(), "0".into()]);
     }
-    let mut cli = Cli { name, dir: dir.clone(), file, args, child: None, starts: 0 };
+    let mut cli = Cli { name, plugin, dir: dir.clone(), file, args, child: None, starts: 0 };
     cli.spawn();
     let writers = faults::Writers::start(&conninfo, seed);
 
@@ -618,7 +673,7 @@ fn run(setup: Setup, counts: Counts) {
     let state = fs::read(format!("{}.pgrepl-state", cli.file.display())).ok();
 
     // ---- the checker ----
-    let (txns, problems) = parse_file(&data, true);
+    let (txns, problems) = parse_file(&data, true, cli.plugin);
     let position: HashMap<u64, usize> = reference.iter().enumerate().map(|(i, t)| (t.xid, i)).collect();
     let mut seen: HashMap<u64, usize> = HashMap::new();
     for t in &txns {
@@ -735,7 +790,7 @@ fn the_checker_finds_rows_and_rejects_broken_files() {
         )
     };
     let good = format!("{}{}{}{}{}{}{}", b(7), i(7, 1, 1), i(7, 1, 2), c(7), b(8), i(8, 2, 1), c(8));
-    let (txns, problems) = parse_file(good.as_bytes(), true);
+    let (txns, problems) = parse_file(good.as_bytes(), true, Plugin::Wal2json);
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(txns.len(), 2);
     assert_eq!(txns[0].rows, [(1, 1), (1, 2)]);
@@ -748,7 +803,28 @@ fn the_checker_finds_rows_and_rejects_broken_files() {
         format!("{good}{}", c(8)),
         format!("{}{}{good}", b(5), i(5, 0, 1)),
     ] {
-        let (_, problems) = parse_file(bad.as_bytes(), true);
+        let (_, problems) = parse_file(bad.as_bytes(), true, Plugin::Wal2json);
+        assert!(!problems.is_empty(), "accepted {bad}");
+    }
+    // the same of test_decoding's lines
+    let b = |x: u64| format!("BEGIN {x}\n");
+    let c = |x: u64| format!("COMMIT {x}\n");
+    let i = |seq: i64, k: i64| format!("table public.w: INSERT: seq[bigint]:{seq} k[integer]:{k}\n");
+    let good = format!("{}{}{}{}{}{}{}", b(7), i(1, 1), i(1, 2), c(7), b(8), i(2, 1), c(8));
+    let (txns, problems) = parse_file(good.as_bytes(), true, Plugin::TestDecoding);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(txns.len(), 2);
+    assert_eq!(txns[0].rows, [(1, 1), (1, 2)]);
+    assert_eq!((txns[1].xid, &txns[1].rows[..]), (8, &[(2, 1)][..]));
+    for bad in [
+        format!("{good}{}", &b(9)[..4]),
+        format!("{good}{}{}", b(9), i(3, 1)),
+        format!("{}{good}", i(0, 1)),
+        format!("{good}{}", c(8)),
+        format!("{good}table public.w: INSERT: seq[bigint]:3\n"),
+        format!("{good}table public.other: INSERT: x[integer]:1\n"),
+    ] {
+        let (_, problems) = parse_file(bad.as_bytes(), true, Plugin::TestDecoding);
         assert!(!problems.is_empty(), "accepted {bad}");
     }
     assert!(Path::new(PGREPL).exists());

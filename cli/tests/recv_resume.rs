@@ -4,7 +4,8 @@
 //!
 //! Each round writes one large transaction and terminates the walsender once the output shows its first rows but
 //! not its commit; a round whose transaction was out before the termination landed does not count, and rounds go
-//! on until three interruptions landed (the log says so: "the interrupted transaction comes again").
+//! on until three interruptions landed (the log says so: "the interrupted transaction comes again"). The slot
+//! is wal2json's (format 2) where the server has it, else test_decoding's (tests/common/plugins.rs).
 // Test code: a failed unwrap, expect, index or panic is a failed test; the library's no-panic policy
 // (Cargo.toml [workspace.lints.clippy]) is lifted for the whole test crate, its helpers included.
 #![allow(
@@ -25,6 +26,10 @@ use std::time::{Duration, Instant};
 
 use pgrepl_testkit::{ClusterOptions, TempCluster};
 
+#[path = "../../tests/common/plugins.rs"]
+mod plugins;
+use plugins::Plugin;
+
 const PGREPL: &str = env!("CARGO_BIN_EXE_pgrepl");
 const ROWS: i64 = 60_000;
 
@@ -41,16 +46,25 @@ fn new_lines(path: &Path, from: u64) -> (Vec<String>, u64) {
     (s[..end].lines().map(str::to_string).collect(), from + end as u64)
 }
 
-fn action(line: &str) -> &str {
-    let at = line.find("\"action\":\"").expect("a format 2 object") + 10;
-    &line[at..at + 1]
+/// `B`, `I`, `C`… of an output line (a format 2 object or a test_decoding line).
+fn action(p: Plugin, line: &str) -> &'static str {
+    match p.action(line.as_bytes()) {
+        b'B' => "B",
+        b'C' => "C",
+        b'I' => "I",
+        _ => panic!("unexpected line: {line}"),
+    }
 }
 
-/// The `id` of an insert line (`"columns":[{"name":"id","type":"integer","value":N}`…).
-fn id(line: &str) -> i64 {
-    let at = line.find("\"value\":").expect("an insert with values") + 8;
+/// The `id` of an insert line (`"columns":[{"name":"id","type":"integer","value":N}`…, or `id[bigint]:N`).
+fn id(p: Plugin, line: &str) -> i64 {
+    let (needle, ends): (&str, &[char]) = match p {
+        Plugin::Wal2json => ("\"value\":", &[',', '}']),
+        Plugin::TestDecoding => ("id[bigint]:", &[' ']),
+    };
+    let at = line.find(needle).expect("an insert with values") + needle.len();
     let rest = &line[at..];
-    rest[..rest.find([',', '}']).unwrap()].parse().unwrap()
+    rest[..rest.find(ends).unwrap()].parse().unwrap()
 }
 
 fn terminate_walsender(c: &TempCluster, slot: &str) -> bool {
@@ -62,7 +76,8 @@ fn terminate_walsender(c: &TempCluster, slot: &str) -> bool {
 }
 
 fn run_rounds(c: &TempCluster, slot: &str, file_arg: &str, out: &Path, log: &Path) {
-    c.psql("postgres", &format!("SELECT pg_create_logical_replication_slot('{slot}', 'wal2json')")).unwrap();
+    let p = Plugin::of(c);
+    c.psql("postgres", &format!("SELECT pg_create_logical_replication_slot('{slot}', '{}')", p.name())).unwrap();
     let mut args = vec![
         "recv".to_string(),
         "-v".into(),
@@ -78,7 +93,9 @@ fn run_rounds(c: &TempCluster, slot: &str, file_arg: &str, out: &Path, log: &Pat
         "-F".into(),
         "0".into(),
     ];
-    for o in ["format-version=2", "include-xids=1"] {
+    // (test_decoding: no empty transactions, an autoanalyze's say, between the rounds' transactions)
+    let skip_empty: &[&str] = if p == Plugin::TestDecoding { &["skip-empty-xacts=1"] } else { &[] };
+    for o in p.cli_options().iter().chain(skip_empty) {
         args.extend(["-o".to_string(), o.to_string()]);
     }
     let stdout = if file_arg == "-" { Stdio::from(File::create(out).unwrap()) } else { Stdio::null() };
@@ -111,9 +128,12 @@ fn run_rounds(c: &TempCluster, slot: &str, file_arg: &str, out: &Path, log: &Pat
             assert!(child.try_wait().unwrap().is_none(), "recv exited; log:\n{}", log_text());
             let (more, next) = new_lines(out, offset);
             offset = next;
-            let first_row = format!("\"value\":{first}}}");
+            let first_row = match p {
+                Plugin::Wal2json => format!("\"value\":{first}}}"),
+                Plugin::TestDecoding => format!("id[bigint]:{first} "),
+            };
             seen_first = seen_first || more.iter().any(|l| l.contains(&first_row));
-            let committed = seen_first && more.last().is_some_and(|l| action(l) == "C");
+            let committed = seen_first && more.last().is_some_and(|l| action(p, l) == "C");
             lines.extend(more);
             if committed {
                 break;
@@ -141,13 +161,13 @@ fn run_rounds(c: &TempCluster, slot: &str, file_arg: &str, out: &Path, log: &Pat
     let mut txns = 0;
     let mut i = 0;
     while i < lines.len() {
-        assert_eq!(action(&lines[i]), "B", "line {i}: {}", lines[i]);
-        let first = id(&lines[i + 1]);
+        assert_eq!(action(p, &lines[i]), "B", "line {i}: {}", lines[i]);
+        let first = id(p, &lines[i + 1]);
         for k in 0..ROWS {
             let l = &lines[i + 1 + k as usize];
-            assert_eq!((action(l), id(l)), ("I", first + k), "line {}", i + 1 + k as usize);
+            assert_eq!((action(p, l), id(p, l)), ("I", first + k), "line {}", i + 1 + k as usize);
         }
-        assert_eq!(action(&lines[i + 1 + ROWS as usize]), "C");
+        assert_eq!(action(p, &lines[i + 1 + ROWS as usize]), "C");
         assert_eq!(first, (txns + 1) * 1_000_000, "transactions in commit order, none twice, none missing");
         txns += 1;
         i += ROWS as usize + 2;
