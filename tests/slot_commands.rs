@@ -278,3 +278,21 @@ async fn identify_system_and_command_tags_by_release() {
     r.identify_system().await.unwrap();
     r.close().await.unwrap();
 }
+
+/// What the tests read from each plugin's payloads (tests/common/plugins.rs).
+#[test]
+fn plugin_payload_actions() {
+    let td = Plugin::TestDecoding;
+    assert_eq!(td.action(b"BEGIN 123"), b'B');
+    assert_eq!(td.action(b"COMMIT 123 (at 2026-01-01)"), b'C');
+    assert_eq!(td.action(b"table public.t: INSERT: id[integer]:1 v[text]:'a: b'"), b'I');
+    assert_eq!(td.action(b"table public.t: UPDATE: id[integer]:1"), b'U');
+    assert_eq!(td.action(b"table public.t: DELETE: id[integer]:1"), b'D');
+    assert_eq!(td.action(b"table public.a, public.b: TRUNCATE: (no-flags)"), b'T');
+    assert_eq!(td.action(b"message: transactional: 1 prefix: p, sz: 1 content:x"), b'M');
+    assert_eq!(Plugin::Wal2json.action(br#"{"action":"I","schema":"public"}"#), b'I');
+    assert!(td.has_value(b"table public.t: INSERT: id[integer]:42 v[text]:'x'", "id", 42));
+    assert!(!td.has_value(b"table public.t: INSERT: id[integer]:420", "id", 42));
+    let w = br#"{"action":"I","columns":[{"name":"id","type":"integer","value":42}]}"#;
+    assert!(Plugin::Wal2json.has_value(w, "id", 42));
+}
