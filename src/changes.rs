@@ -405,6 +405,7 @@ impl<P: Decoding> ChangeStream<P> {
         );
         let r = client.simple_query(&q).await?;
         let row = r.first().and_then(|r| r.rows.first()).cloned();
+        let mut slot_confirmed = Lsn::INVALID;
         match row {
             None if self.cfg.create_slot => {
                 let info = client
@@ -450,11 +451,16 @@ impl<P: Decoding> ChangeStream<P> {
                     }
                     // reported once; streaming continues from there
                     self.reported = self.reported.max(confirmed);
+                    slot_confirmed = confirmed;
                 }
             }
         }
         let options = self.cfg.plugin.start_options(client.session().server_version_num(), &self.cfg.options)?;
-        let start = self.acked;
+        // The server streams from the slot's confirmed_flush_lsn when asked for an earlier position, and the
+        // stream reports its start as flushed: asking for the earlier one would report a flush position behind
+        // the slot's, and PostgreSQL 12 takes that as the slot's new confirmed_flush_lsn (13+ ignore a position
+        // behind it): the slot would go back, and a restart replay what the server had already forwarded past.
+        let start = self.acked.max(slot_confirmed);
         let stream = client
             .start_replication(&self.cfg.slot, &self.cfg.plugin, start, &options, self.cfg.stream.clone())
             .await?;
