@@ -279,6 +279,37 @@ async fn identify_system_and_command_tags_by_release() {
     r.close().await.unwrap();
 }
 
+/// A status update whose flush position is behind the slot's `confirmed_flush_lsn`: PostgreSQL 12 takes it as
+/// the slot's new position (the slot goes back), 13 and later keep the slot where it is. The raw stream reports
+/// its start as flushed, so a stream started behind the slot reports such a position (ChangeStream starts at the
+/// slot's position for that reason: tests/changes.rs).
+#[tokio::test]
+async fn a_flush_position_behind_the_slot_moves_it_back_on_12_only() {
+    let c = start();
+    let plugin = Plugin::of(&c);
+    let mut r = connect(&c, "replication=database").await;
+    let created = r.create_replication_slot(&slot("behind", plugin, false, SnapshotAction::NoExport)).await.unwrap();
+    let created = created.consistent_point;
+    c.psql("postgres", "CREATE TABLE pad(x int); INSERT INTO pad VALUES (1); SELECT pg_switch_wal()").unwrap();
+    c.psql("postgres", "INSERT INTO pad VALUES (2)").unwrap();
+    let now = c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap();
+    c.psql("postgres", &format!("SELECT pg_replication_slot_advance('behind', '{now}')")).unwrap();
+    let q = "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'behind'";
+    let advanced = Lsn::parse(&c.psql("postgres", q).unwrap()).unwrap();
+    assert!(advanced > created);
+    // asked to start where the slot was created; the server forwards to the slot's position, the stream stops
+    // with a final status update reporting the start as flushed
+    let cfg = pgrepl::stream::StreamConfig { idle_advance: false, ..Default::default() };
+    let stream = r.start_replication("behind", plugin.rules(), created, &[], cfg).await.unwrap();
+    stream.stop().await.unwrap().close().await.unwrap();
+    let after = Lsn::parse(&c.psql("postgres", q).unwrap()).unwrap();
+    if c.major() == 12 {
+        assert_eq!(after, created, "PostgreSQL 12: the slot takes the reported flush position, even behind it");
+    } else {
+        assert_eq!(after, advanced, "PostgreSQL {}: the slot stays where it was", c.version());
+    }
+}
+
 /// What the tests read from each plugin's payloads (tests/common/plugins.rs).
 #[test]
 fn plugin_payload_actions() {
