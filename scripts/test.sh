@@ -35,6 +35,13 @@ cargo test -p pgrepl --features tls --lib --test tls
 section "doctests: cargo test --doc"
 cargo test --workspace --all-features --doc
 
+# ---- server matrix subset (issue 18; owner of this block: scripts/matrix.sh, docs/server-matrix.md) ----
+# The full suite above ran on Debian's PostgreSQL 15; the oldest and the newest supported majors get the suites
+# where server releases differ most in what a stream sees (scripts/matrix.sh for all of them, all majors).
+section "server matrix: streaming, faults, test_decoding, pgoutput on PostgreSQL 12 and 18 (scripts/matrix.sh)"
+bash scripts/matrix.sh --jobs 2 --suites streaming,faults,test_decoding,pgoutput 12 18
+# ---- end server matrix subset ----
+
 # ---- fuzzing (issue 4; owner of this block: scripts/fuzz.sh, FUZZING.md) ----
 section "fuzz: every target for ${FUZZ_SHORT_SECONDS:-20} s (scripts/fuzz.sh short; a crash fails and prints its reproducer)"
 bash scripts/fuzz.sh short
