@@ -644,6 +644,12 @@ pub fn default_bin_dir() -> io::Result<PathBuf> {
     resolve_bin_dir(None)
 }
 
+/// The major version of the default server ([`default_bin_dir`]), to choose settings before a cluster starts
+/// (a `postgresql.conf` line the server does not know stops it from starting).
+pub fn default_major() -> io::Result<u32> {
+    server_version(&default_bin_dir()?).map(|(major, _)| major)
+}
+
 /// Whether output plugin `name`'s shared library is installed beside the modules of the server in `bin_dir`:
 /// `<bin_dir>/../lib/postgresql/<name>.so` (upstream's layout, npm's builds) or `<bin_dir>/../lib/<name>.so`
 /// (Debian's).
