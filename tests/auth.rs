@@ -130,11 +130,8 @@ async fn password_encryption_default_by_server_version() {
     c.stop().unwrap();
     c.start_again().unwrap();
 
-    let (default, hash, method) = if c.major() >= 14 {
-        ("scram-sha-256", "SCRAM-SHA-256$", "scram-sha-256")
-    } else {
-        ("md5", "md5", "md5")
-    };
+    let (default, hash, method) =
+        if c.major() >= 14 { ("scram-sha-256", "SCRAM-SHA-256$", "scram-sha-256") } else { ("md5", "md5", "md5") };
     assert_eq!(c.psql("postgres", "SHOW password_encryption").unwrap(), default, "PostgreSQL {}", c.version());
     let boot = c.psql("postgres", "SELECT boot_val FROM pg_settings WHERE name = 'password_encryption'").unwrap();
     assert_eq!(boot, default, "the compiled-in default of PostgreSQL {}", c.version());
@@ -142,12 +139,12 @@ async fn password_encryption_default_by_server_version() {
     let stored = c.psql("postgres", "SELECT rolpassword FROM pg_authid WHERE rolname = 'u_default'").unwrap();
     assert!(stored.starts_with(hash), "PostgreSQL {}: stored {stored:?}", c.version());
 
-    let conninfo = |extra: &str| {
-        format!("{} password=pw_default connect_timeout=10 {extra}", c.conninfo("u_default", "postgres"))
-    };
+    let conninfo =
+        |extra: &str| format!("{} password=pw_default connect_timeout=10 {extra}", c.conninfo("u_default", "postgres"));
     for extra in [format!("require_auth={method}"), format!("require_auth={method} replication=database")] {
         let cfg = Config::parse(&conninfo(&extra)).unwrap();
-        let mut client = Client::connect(&cfg).await.unwrap_or_else(|e| panic!("PostgreSQL {}, {extra}: {e}", c.version()));
+        let mut client =
+            Client::connect(&cfg).await.unwrap_or_else(|e| panic!("PostgreSQL {}, {extra}: {e}", c.version()));
         if extra.contains("replication") {
             client.identify_system().await.unwrap();
         } else {
@@ -646,14 +643,11 @@ async fn slot_lifecycle() {
 async fn an_active_slot_is_slot_active_and_retryable() {
     let mut c = replication_client().await;
     c.create_replication_slot(&logical("auth_active", false, SnapshotAction::NoExport)).await.unwrap();
-    let held = c
-        .start_replication("auth_active", plugin().rules(), pgrepl::Lsn(0), &[], Default::default())
-        .await
-        .unwrap();
+    let held =
+        c.start_replication("auth_active", plugin().rules(), pgrepl::Lsn(0), &[], Default::default()).await.unwrap();
     let other = replication_client().await;
-    let Err(e) = other
-        .start_replication("auth_active", plugin().rules(), pgrepl::Lsn(0), &[], Default::default())
-        .await
+    let Err(e) =
+        other.start_replication("auth_active", plugin().rules(), pgrepl::Lsn(0), &[], Default::default()).await
     else {
         panic!("START_REPLICATION of a slot in use started")
     };
@@ -668,9 +662,8 @@ async fn an_active_slot_is_slot_active_and_retryable() {
     // the walsender lets go of the slot as its connection ends: DROP ... WAIT waits for that
     other.drop_replication_slot("auth_active", true).await.unwrap();
     // and a missing one is SlotMissing, not retried
-    let Err(e) = other
-        .start_replication("auth_active", plugin().rules(), pgrepl::Lsn(0), &[], Default::default())
-        .await
+    let Err(e) =
+        other.start_replication("auth_active", plugin().rules(), pgrepl::Lsn(0), &[], Default::default()).await
     else {
         panic!("START_REPLICATION of a dropped slot started")
     };

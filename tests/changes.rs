@@ -265,8 +265,7 @@ async fn invalidated<P: Decoding>(c: &TempCluster, p: P) {
     let conninfo = format!("{} replication=database", c.conninfo(c.superuser(), "postgres"));
     let conf = pgrepl::config::Config::parse(&conninfo).unwrap();
     let client = pgrepl::client::Client::connect(&conf).await.unwrap();
-    let Err(err) = client.start_replication("lost", &p, Lsn(0), &[], Default::default()).await
-    else {
+    let Err(err) = client.start_replication("lost", &p, Lsn(0), &[], Default::default()).await else {
         panic!("an invalidated slot started streaming")
     };
     assert_eq!(err.kind(), ErrorKind::SlotInvalid, "{err}");

@@ -67,7 +67,8 @@ fn cluster_lifecycle_logins_and_wal2json() {
         assert_eq!(cluster.test_plugin(), if cluster.has_wal2json() { "wal2json" } else { "test_decoding" });
         cluster.psql("postgres", "SELECT pg_create_logical_replication_slot('t', 'test_decoding')").unwrap();
         cluster.psql("postgres", "INSERT INTO t VALUES (3, 'c')").unwrap();
-        let changes = cluster.psql("postgres", "SELECT data FROM pg_logical_slot_get_changes('t', NULL, NULL)").unwrap();
+        let changes =
+            cluster.psql("postgres", "SELECT data FROM pg_logical_slot_get_changes('t', NULL, NULL)").unwrap();
         assert!(changes.contains("table public.t: INSERT: id[integer]:3 v[text]:'c'"), "{changes}");
     }
 

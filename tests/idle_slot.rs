@@ -303,11 +303,11 @@ async fn heartbeats<P: Decoding>(c: &TempCluster, p: P) {
     cfg.stream.idle_advance = false;
     cfg.stream.status_interval = Duration::from_millis(200);
     let mut s = ChangeStream::connect(cfg).await.unwrap();
-    let (start, _) = slot(&c, "beat");
+    let (start, _) = slot(c, "beat");
 
     // a quiet database: heartbeats only, none delivered, and the slot moves
     let mut d = Drained::default();
-    drain_until(&mut s, true, &mut d, |_| slot(&c, "beat").0 > start, || format!("the slot stayed at {start}")).await;
+    drain_until(&mut s, true, &mut d, |_| slot(c, "beat").0 > start, || format!("the slot stayed at {start}")).await;
     assert!(d.ids.is_empty() && !d.beat, "nothing to deliver: {d:?}");
 
     // a transaction delivered and not acknowledged: the heartbeats after it must not confirm past it
@@ -333,8 +333,8 @@ async fn heartbeats<P: Decoding>(c: &TempCluster, p: P) {
         &mut s,
         false,
         &mut d,
-        |_| reported(&c, "beat", epoch).is_some_and(|(write, _, _)| write >= beat),
-        || format!("no status update reported receiving the heartbeat at {beat}: {:?}", reported(&c, "beat", epoch)),
+        |_| reported(c, "beat", epoch).is_some_and(|(write, _, _)| write >= beat),
+        || format!("no status update reported receiving the heartbeat at {beat}: {:?}", reported(c, "beat", epoch)),
     )
     .await;
     expect_nothing(&mut s, Duration::from_millis(100)).await;
@@ -343,13 +343,13 @@ async fn heartbeats<P: Decoding>(c: &TempCluster, p: P) {
         &mut s,
         false,
         &mut d,
-        |_| reported(&c, "beat", &since).is_some_and(|(_, _, after)| after),
+        |_| reported(c, "beat", &since).is_some_and(|(_, _, after)| after),
         || format!("no status update after {since}"),
     )
     .await;
     assert_eq!((&d.ids, d.beat), (&vec![1], false), "the heartbeat reached the application");
-    let (_, flush, _) = reported(&c, "beat", &since).unwrap();
-    let (held, _) = slot(&c, "beat");
+    let (_, flush, _) = reported(c, "beat", &since).unwrap();
+    let (held, _) = slot(c, "beat");
     assert!(flush < commit && held < commit, "the slot ({held}, reported {flush}) passed the unacknowledged {commit}");
 
     // once it is acknowledged, the heartbeats move the slot on
@@ -359,7 +359,7 @@ async fn heartbeats<P: Decoding>(c: &TempCluster, p: P) {
         &mut s,
         true,
         &mut d,
-        |_| slot(&c, "beat").0 > commit,
+        |_| slot(c, "beat").0 > commit,
         || format!("heartbeats after the acknowledged commit {commit} did not move the slot"),
     )
     .await;

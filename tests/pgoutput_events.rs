@@ -126,8 +126,11 @@ fn reference_plugin(c: &TempCluster) -> &'static str {
     }
 }
 
+/// An event's comparison line ([`common`] or [`shape`]).
+type Line = fn(&Event<'_>) -> String;
+
 /// The reference slot's transactions, and the comparison line its plugin allows.
-fn reference_transactions(c: &TempCluster, slot: &str) -> (Vec<Vec<String>>, fn(&Event<'_>) -> String) {
+fn reference_transactions(c: &TempCluster, slot: &str) -> (Vec<Vec<String>>, Line) {
     if c.has_wal2json() {
         (transactions_with(&decode_wal2json(&peek_text(c, slot, WAL2JSON)), common), common)
     } else {
@@ -140,7 +143,9 @@ fn reference_transactions(c: &TempCluster, slot: &str) -> (Vec<Vec<String>>, fn(
 fn shape(ev: &Event<'_>) -> String {
     let cols = |cs: &[Column<'_>]| cs.iter().map(|c| format!("{}={:?}", c.name, c.value)).collect::<Vec<_>>().join(" ");
     match ev {
-        Event::Insert(c) | Event::Update(c) => format!("{:?} {:?}.{} [{}]", ev.kind(), c.schema, c.table, cols(&c.columns)),
+        Event::Insert(c) | Event::Update(c) => {
+            format!("{:?} {:?}.{} [{}]", ev.kind(), c.schema, c.table, cols(&c.columns))
+        }
         Event::Delete(c) => format!("{:?} {:?}.{} [{}]", ev.kind(), c.schema, c.table, cols(&c.identity)),
         Event::Truncate(t) => format!("T {:?}.{}", t.schema, t.table),
         Event::Message(m) => format!("M {} {} {:?}", m.transactional, m.prefix, m.content),
@@ -506,7 +511,7 @@ fn assemble(evs: &[Event<'static>]) -> (Vec<Vec<String>>, usize, usize) {
 }
 
 /// [`assemble`] with another comparison line than [`common`]'s.
-fn assemble_with(evs: &[Event<'static>], line: fn(&Event<'_>) -> String) -> (Vec<Vec<String>>, usize, usize) {
+fn assemble_with(evs: &[Event<'static>], line: Line) -> (Vec<Vec<String>>, usize, usize) {
     let mut out = vec![];
     let mut open: BTreeMap<u64, Vec<(Option<u64>, String)>> = BTreeMap::new();
     let mut prepared: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -571,7 +576,7 @@ fn assemble_with(evs: &[Event<'static>], line: fn(&Event<'_>) -> String) -> (Vec
 }
 
 /// The reference plugin's transactions, as `assemble_with` gives pgoutput's.
-fn transactions_with(evs: &[Event<'static>], line: fn(&Event<'_>) -> String) -> Vec<Vec<String>> {
+fn transactions_with(evs: &[Event<'static>], line: Line) -> Vec<Vec<String>> {
     let mut out = vec![];
     let mut cur: Option<Vec<String>> = None;
     for ev in evs {

@@ -100,7 +100,11 @@ async fn streamed_transactions_arrive_whole_in_commit_order() {
         // protocol 2 (streaming) is 14's: before, the server refuses the option when streaming starts
         let cfg = ChangeStreamConfig::with_plugin(&conninfo, "s", streaming).unwrap().create_slot(true);
         let e = ChangeStream::connect(cfg).await.unwrap_err();
-        assert!(e.to_string().contains("unrecognized pgoutput option: streaming"), "PostgreSQL {}: {e}", cluster.version());
+        assert!(
+            e.to_string().contains("unrecognized pgoutput option: streaming"),
+            "PostgreSQL {}: {e}",
+            cluster.version()
+        );
         assert!(!e.is_retryable(), "{e}");
         Pgoutput::new(["p"])
     };

@@ -92,10 +92,8 @@ async fn a_bulk_stream_reuses_its_read_buffer() {
         )
         .unwrap();
     }
-    let mut stream = client
-        .start_replication("bulk", p.rules(), Lsn::INVALID, &p.options(), StreamConfig::default())
-        .await
-        .unwrap();
+    let mut stream =
+        client.start_replication("bulk", p.rules(), Lsn::INVALID, &p.options(), StreamConfig::default()).await.unwrap();
     let before = large_allocs();
     let (mut inserts, mut commits, mut bytes) = (0usize, 0usize, 0usize);
     while commits < 20 {

@@ -174,8 +174,10 @@ async fn two_phase_slots_from_15_a_clear_error_before() {
         if c.major() >= 15 {
             result.unwrap_or_else(|e| panic!("PostgreSQL {}: {e}", c.version()));
             let temp = if temporary { " TEMPORARY" } else { "" };
-            let sent =
-                format!("CREATE_REPLICATION_SLOT \"{name}\"{temp} LOGICAL \"{}\" (SNAPSHOT 'nothing', TWO_PHASE)", plugin.name());
+            let sent = format!(
+                "CREATE_REPLICATION_SLOT \"{name}\"{temp} LOGICAL \"{}\" (SNAPSHOT 'nothing', TWO_PHASE)",
+                plugin.name()
+            );
             assert!(received(&c).contains(&sent), "{sent:?} not in {:?}", received(&c));
             let q = format!("SELECT two_phase FROM pg_replication_slots WHERE slot_name = '{name}'");
             let r2 = r.simple_query(&q).await.unwrap();

@@ -87,8 +87,7 @@ async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
     )
     .unwrap();
     let cfg = StreamConfig { idle_advance: false, ..Default::default() };
-    let mut stream =
-        client.start_replication("full", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
+    let mut stream = client.start_replication("full", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let (mut ins, mut upd, mut del, mut commits) = (0, 0, 0, 0);
     let mut acked = Lsn::INVALID;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -118,10 +117,8 @@ async fn workload_streams_in_full_and_confirmed_flush_is_exactly_the_ack() {
 
     // Resuming from the slot replays only the unacknowledged fourth transaction.
     let client = repl_client(&c, "postgres").await;
-    let mut stream = client
-        .start_replication("full", p.rules(), Lsn::INVALID, &p.options(), StreamConfig::default())
-        .await
-        .unwrap();
+    let mut stream =
+        client.start_replication("full", p.rules(), Lsn::INVALID, &p.options(), StreamConfig::default()).await.unwrap();
     assert_eq!(actions_through_commit(&mut stream, p).await, b"BIC");
     stream.stop().await.unwrap().close().await.unwrap();
 }
@@ -150,8 +147,7 @@ async fn a_stalled_consumer_keeps_its_connection() {
     create_slot(&mut client, p, "stall").await;
     c.psql("postgres", "INSERT INTO s SELECT g, repeat('x', 2000) FROM generate_series(1, 3000) g").unwrap();
     let cfg = StreamConfig { buffer_messages: 1, ..Default::default() };
-    let mut stream =
-        client.start_replication("stall", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
+    let mut stream = client.start_replication("stall", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(p.action(&first.data), b'B');
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -186,8 +182,7 @@ async fn a_consumer_stalled_after_a_fast_stretch_keeps_its_connection() {
     create_slot(&mut client, p, "stall").await;
     c.psql("postgres", "INSERT INTO bulk SELECT g, repeat('x', 100) FROM generate_series(1, 100000) g").unwrap();
     let cfg = StreamConfig { buffer_messages: 256, ..Default::default() };
-    let mut stream =
-        client.start_replication("stall", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
+    let mut stream = client.start_replication("stall", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let mut bulk = 0;
     while p.action(&next_message(&mut stream).await.data) != b'C' {
         bulk += 1;
@@ -224,10 +219,8 @@ async fn an_idle_slot_advances_while_another_database_writes() {
     c.psql("other", "CREATE TABLE busy(id serial PRIMARY KEY, v text)").unwrap();
     let mut client = repl_client(&c, "postgres").await;
     let start = create_slot(&mut client, p, "idle").await;
-    let mut stream = client
-        .start_replication("idle", p.rules(), Lsn::INVALID, &p.options(), StreamConfig::default())
-        .await
-        .unwrap();
+    let mut stream =
+        client.start_replication("idle", p.rules(), Lsn::INVALID, &p.options(), StreamConfig::default()).await.unwrap();
     // writes only in database "other": nothing for this slot
     for _ in 0..10 {
         c.psql("other", "INSERT INTO busy(v) SELECT 'x' FROM generate_series(1, 200)").unwrap();
@@ -288,8 +281,7 @@ async fn end_position_inside_a_transaction_delivers_all_of_it() {
     let mid = Lsn::parse(mid.lines().find(|l| l.contains('/')).unwrap().trim()).unwrap();
     c.psql("postgres", "INSERT INTO big VALUES (10001)").unwrap();
     let cfg = StreamConfig { end: Some(mid), ..Default::default() };
-    let mut stream =
-        client.start_replication("endpos", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
+    let mut stream = client.start_replication("endpos", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let mut inserts = 0;
     let mut commits = 0;
     while let Some(m) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap() {
@@ -315,8 +307,7 @@ async fn a_small_transaction_after_a_bulk_one_still_arrives() {
     create_slot(&mut client, p, "bulk").await;
     c.psql("postgres", "INSERT INTO bulk SELECT g, repeat('x', 100) FROM generate_series(1, 200000) g").unwrap();
     let cfg = StreamConfig { idle_advance: false, ..Default::default() };
-    let mut stream =
-        client.start_replication("bulk", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
+    let mut stream = client.start_replication("bulk", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let mut inserts = 0;
     loop {
         let m = next_message(&mut stream).await;
@@ -351,8 +342,7 @@ async fn a_message_larger_than_the_budget_follows_small_ones() {
     )
     .unwrap();
     let cfg = StreamConfig { idle_advance: false, buffer_bytes: 2048, ..Default::default() };
-    let mut stream =
-        client.start_replication("mixed", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
+    let mut stream = client.start_replication("mixed", p.rules(), Lsn::INVALID, &p.options(), cfg).await.unwrap();
     let (mut inserts, mut large) = (0, 0);
     loop {
         let m = next_message(&mut stream).await;

@@ -933,7 +933,7 @@ async fn direct_tls_against_the_server() {
     let ca = format!("sslrootcert={}", pki.p("ca.crt"));
     let certs = format!("sslcert={} sslkey={}", pki.p("client.crt"), pki.p("client.key"));
     let direct = [
-        ("u_scram", format!("sslnegotiation=direct sslmode=require")),
+        ("u_scram", "sslnegotiation=direct sslmode=require".to_string()),
         ("u_scram", format!("sslnegotiation=direct sslmode=verify-full {ca} channel_binding=require")),
         ("u_scram", format!("sslnegotiation=direct sslmode=verify-full {ca} replication=database")),
         ("u_md5", format!("sslnegotiation=direct sslmode=verify-ca {ca}")),

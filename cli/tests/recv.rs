@@ -331,9 +331,11 @@ fn sigint_stops_cleanly_with_a_final_status_update() {
     assert_eq!(confirmed, "t");
     // nothing is replayed: restarting with an end position at the current WAL writes nothing new
     let end = c.psql("postgres", "SELECT pg_current_wal_lsn()").unwrap();
-    let again = run(Command::new(PGREPL).arg("recv").args(conn_args(&c)).args(&options).args([
-        "-S", "sig", "--start", "-n", "-E", &end, "-f", "-",
-    ]));
+    let again = run(Command::new(PGREPL)
+        .arg("recv")
+        .args(conn_args(&c))
+        .args(&options)
+        .args(["-S", "sig", "--start", "-n", "-E", &end, "-f", "-"]));
     ok(&again);
     assert_eq!(String::from_utf8_lossy(&again.stdout), "");
 }

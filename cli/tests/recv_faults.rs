@@ -463,7 +463,11 @@ fn test_decoding_line(line: &[u8]) -> Result<Line, String> {
     }
     let Some(cols) = text.strip_prefix("table public.w: INSERT: ") else { return Err(format!("unexpected: {text}")) };
     let col = |name: &str| -> Option<i64> {
-        cols.split(' ').find_map(|c| c.split_once("]:").filter(|(n, _)| n.split('[').next() == Some(name)))?.1.parse().ok()
+        cols.split(' ')
+            .find_map(|c| c.split_once("]:").filter(|(n, _)| n.split('[').next() == Some(name)))?
+            .1
+            .parse()
+            .ok()
     };
     Ok(Line::Row(None, col("seq").zip(col("k"))))
 }
@@ -507,9 +511,7 @@ fn parse_file(data: &[u8], strict: bool, plugin: Plugin) -> (Vec<FileTxn>, Vec<S
                 }
                 (Some(t), Some(row)) => t.rows.push(row),
                 (None, _) => problems.push(format!("line {n}: a row outside a transaction")),
-                (Some(_), None) => {
-                    problems.push(format!("line {n}: no seq or k: {:?}", String::from_utf8_lossy(line)))
-                }
+                (Some(_), None) => problems.push(format!("line {n}: no seq or k: {:?}", String::from_utf8_lossy(line))),
             },
         }
     }
