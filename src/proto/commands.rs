@@ -240,7 +240,10 @@ mod tests {
         // before 15: the legacy keywords, and no TWO_PHASE
         let e = c.to_sql(140023).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ServerVersionUnsupported);
-        assert_eq!(e.to_string(), "a two-phase slot (TWO_PHASE) needs PostgreSQL 15 or later; the server is 14.23");
+        assert!(
+            e.to_string().ends_with("a two-phase slot (TWO_PHASE) needs PostgreSQL 15 or later; the server is 14.23"),
+            "{e}"
+        );
         for (snapshot, keyword) in [
             (SnapshotAction::Export, "EXPORT_SNAPSHOT"),
             (SnapshotAction::NoExport, "NOEXPORT_SNAPSHOT"),
