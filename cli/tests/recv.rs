@@ -440,12 +440,16 @@ fn an_end_position_inside_a_test_decoding_transaction_delivers_it_whole() {
 }
 
 /// `--output json` on a test_decoding slot: the slot's plugin decodes (not wal2json's), each event one
-/// format-2-shaped object with typed values, the same as a wal2json slot gives for the same rows.
+/// format-2-shaped object with typed values, the same as a wal2json slot gives for the same rows (where the server
+/// has wal2json: Debian's 15).
 #[test]
 fn json_output_of_a_test_decoding_slot_matches_a_wal2json_slot() {
     let c = TempCluster::start(ClusterOptions::default()).unwrap();
+    let wal2json = c.has_wal2json();
     c.psql("postgres", "CREATE TABLE t(id int PRIMARY KEY, name text, ok boolean, n numeric)").unwrap();
-    for (slot, plugin) in [("jt", "test_decoding"), ("jw", "wal2json")] {
+    let slots: &[(&str, &str)] =
+        if wal2json { &[("jt", "test_decoding"), ("jw", "wal2json")] } else { &[("jt", "test_decoding")] };
+    for &(slot, plugin) in slots {
         let mut create = Command::new(PGREPL);
         create.arg("recv").args(conn_args(&c)).args(["-S", slot, "--create-slot", "-P", plugin]);
         ok(&run(&mut create));
@@ -476,6 +480,14 @@ fn json_output_of_a_test_decoding_slot_matches_a_wal2json_slot() {
     assert_eq!(td[1]["columns"][2]["value"], true);
     assert!(td_text.contains(r#""name":"n","type":"numeric","value":1.50}"#), "numbers as exact text: {td_text}");
     assert_eq!(td[2]["columns"][1]["value"], serde_json::Value::Null);
+    if !wal2json {
+        pgrepl_testkit::skip(&format!(
+            "test_decoding's JSON checked; its comparison with wal2json not run: wal2json is packaged for \
+             PostgreSQL 15 only (server {})",
+            c.version()
+        ));
+        return;
+    }
     // the same rows as wal2json prints them (identity aside: test_decoding shows the key only for deletes)
     let (w, _) = json("jw", &["format-version=2"]);
     let rows = |v: &[serde_json::Value]| -> Vec<(String, String, String)> {

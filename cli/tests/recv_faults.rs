@@ -5,7 +5,7 @@
 //! back a savepoint, now and then 1500 rows, now and then a pause) while
 //! `pgrepl recv -d … -S cli --start -f FILE -s 1 -o format-version=2 -o include-xids=1 [--output json] [-F 0]`
 //! streams the slot (wal2json; on a server without wal2json — any major but Debian's 15 — a test_decoding slot,
-//! `-o include-xids=1`, raw only) into FILE. A fault injector, in a seeded random order and at random moments:
+//! `-o include-xids=1`) into FILE. A fault injector, in a seeded random order and at random moments:
 //! - terminates the CLI's walsender (`pg_terminate_backend`); some of these are aimed at connection and startup:
 //!   right after a kill, or right after the CLI was started again, a server-side loop (1 ms) terminates the
 //!   next walsender as soon as it appears, either in `pg_stat_activity` (connecting, before START_REPLICATION)
@@ -139,10 +139,6 @@ fn raw_fsync_0() {
 
 #[test]
 fn json_default_fsync() {
-    // `--output json` decodes wal2json payloads
-    if !pgrepl_testkit::wal2json_suite() {
-        return;
-    }
     run(Setup { name: "json -F 10", json: true, fsync_0: false }, if full() { FULL } else { SMALL });
 }
 
@@ -161,9 +157,6 @@ fn json_fsync_0() {
         eprintln!("recv_faults [json -F 0]: only in the full run (PGREPL_RECV_FAULTS=full, scripts/fault-cli.sh)");
         return;
     }
-    if !pgrepl_testkit::wal2json_suite() {
-        return;
-    }
     run(Setup { name: "json -F 0", json: true, fsync_0: true }, FULL);
 }
 
@@ -173,7 +166,8 @@ fn json_fsync_0() {
 
 struct Cli {
     name: &'static str,
-    /// The slot's plugin, for reading FILE.
+    /// How to read FILE: the slot's plugin's lines (raw), wal2json format 2's objects (raw from a wal2json slot,
+    /// and `--output json` from any slot).
     plugin: Plugin,
     dir: PathBuf,
     file: PathBuf,
@@ -380,7 +374,7 @@ fn sigkill_in_big(cli: &mut Cli, writers: &faults::Writers) -> bool {
         assert!(Instant::now() < deadline, "the writers did not start the large transaction");
         thread::sleep(Duration::from_millis(1));
     };
-    // Both outputs of a wal2json slot print the column as wal2json does.
+    // Both outputs of a wal2json slot, and --output json of any, print the column as wal2json does.
     let needle = match cli.plugin {
         Plugin::Wal2json => format!("{{\"name\":\"seq\",\"type\":\"bigint\",\"value\":{seq}}}"),
         Plugin::TestDecoding => format!(" seq[bigint]:{seq} "),
@@ -596,7 +590,8 @@ fn run(setup: Setup, counts: Counts) {
     if setup.fsync_0 {
         args.extend(["-F".into(), "0".into()]);
     }
-    let mut cli = Cli { name, plugin, dir: dir.clone(), file, args, child: None, starts: 0 };
+    let reads = if setup.json { Plugin::Wal2json } else { plugin };
+    let mut cli = Cli { name, plugin: reads, dir: dir.clone(), file, args, child: None, starts: 0 };
     cli.spawn();
     let writers = faults::Writers::start(&conninfo, seed);
 
