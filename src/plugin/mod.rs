@@ -120,6 +120,19 @@ pub trait EventIter<'a>: Iterator<Item = Result<Event<'a>>> {
     fn recycle(&mut self, ev: Event<'_>);
 }
 
+/// Calls `f` on each of `events` and gives each one's storage back afterwards: the `decode_each` of every
+/// decoder whose `events` iterator does the decoding. Returns the number of events; the first error ends it.
+pub(crate) fn each_event<'a>(mut events: impl EventIter<'a>, mut f: impl FnMut(&Event<'a>)) -> Result<usize> {
+    let mut n = 0;
+    while let Some(ev) = events.next() {
+        let ev = ev?;
+        f(&ev);
+        events.recycle(ev);
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// A decoder of one plugin's payloads into typed [`Event`]s, for one stream (it may keep state across payloads:
 /// wal2json's write-in-chunks transactions, pgoutput's relation cache). Events borrow the payload (`'a`), not the
 /// decoder. See the module docs for the names.

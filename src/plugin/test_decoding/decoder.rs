@@ -80,16 +80,8 @@ impl TestDecodingDecoder {
     }
 
     /// Decode `payload` and call `f` on each event (recycling each afterwards). Returns the number of events.
-    pub fn decode_each<'a>(&mut self, payload: &'a [u8], mut f: impl FnMut(&Event<'a>)) -> Result<usize> {
-        let mut events = self.events(payload)?;
-        let mut n = 0;
-        while let Some(ev) = events.next() {
-            let ev = ev?;
-            f(&ev);
-            events.recycle(ev);
-            n += 1;
-        }
-        Ok(n)
+    pub fn decode_each<'a>(&mut self, payload: &'a [u8], f: impl FnMut(&Event<'a>)) -> Result<usize> {
+        crate::plugin::each_event(self.events(payload)?, f)
     }
 
     /// Give an event's column storage back for reuse.
